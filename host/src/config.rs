@@ -1,0 +1,193 @@
+//! Gateway configuration: defaults, then a TOML file, then `WASMGATE_*` environment variables,
+//! then command-line flags (later sources win).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the gateway can be told. See the configuration table in the README.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the WebSocket endpoint and the HTTP API listen on.
+    pub listen: SocketAddr,
+    /// Folder whose `*.wasm` files are loaded as plugins; `None` disables plugins.
+    pub plugins_dir: Option<PathBuf>,
+    /// Where precompiled plugin code is cached (by content hash) so big components reload fast.
+    pub cache_dir: Option<PathBuf>,
+    /// Where plugin key-value stores are persisted; defaults to `<plugins_dir>/.kv`.
+    pub kv_dir: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `wasmgate=debug,info`.
+    pub log_level: String,
+    /// This node's id, embedded in every client id. Random when unset; set it in a cluster.
+    pub node_id: Option<u32>,
+    /// Bearer token the HTTP API requires. Without one the API answers loopback peers only.
+    pub api_token: Option<String>,
+    /// How often the server pings each client.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A client that sends nothing (not even a pong) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest message (and frame) a client may send; larger closes it with 1009.
+    pub max_message_size: usize,
+    /// Bytes the socket reads at a time. Small keeps idle connections cheap (it is allocated per
+    /// connection); large helps clients that send big messages.
+    pub read_buffer_size: usize,
+    /// Per-client outbound queue bound in messages; overflow closes the client with 1008.
+    pub max_queue_messages: usize,
+    /// Per-client outbound queue bound in bytes; overflow closes the client with 1008.
+    pub max_queue_bytes: usize,
+    /// Largest HTTP API request body; larger is answered 413.
+    pub max_body_size: usize,
+    /// On shutdown, how long clients get to receive what is queued before they are dropped.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Systems that exist from startup, with their options.
+    pub systems: BTreeMap<String, SystemConfig>,
+    /// Plugin runtime limits and per-plugin options.
+    pub plugin: PluginRuntimeConfig,
+    /// Per-plugin options, by plugin name (the file name without `.wasm`).
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// Output format of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Options of one system (tenant).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemConfig {
+    /// When set, clients must connect with `token=<HS256 JWT>`; its `sub` becomes their uid.
+    pub jwt_secret: Option<String>,
+    /// Upper bound on concurrent clients of this system; unlimited when unset.
+    pub max_connections: Option<usize>,
+}
+
+/// Limits that apply to every plugin instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginRuntimeConfig {
+    /// Deadline of one call into a plugin; a handler that runs longer is interrupted.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Linear memory cap of one plugin instance.
+    pub max_memory_bytes: usize,
+    /// Events waiting for one plugin; when full, further events are dropped and counted.
+    pub queue_capacity: usize,
+    /// How long the file watcher waits for writes to settle before reloading.
+    #[serde(with = "humantime_serde")]
+    pub reload_debounce: Duration,
+}
+
+/// Options of one plugin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Systems the plugin serves; by default the one named like the plugin.
+    pub systems: Vec<String>,
+    /// Passed to the plugin's `init`.
+    pub config: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            plugins_dir: None,
+            cache_dir: None,
+            kv_dir: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            node_id: None,
+            api_token: None,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            max_message_size: 64 * 1024,
+            read_buffer_size: 4 * 1024,
+            max_queue_messages: 1024,
+            max_queue_bytes: 1024 * 1024,
+            max_body_size: 1024 * 1024,
+            drain_timeout: Duration::from_secs(5),
+            systems: BTreeMap::new(),
+            plugin: PluginRuntimeConfig::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(100),
+            max_memory_bytes: 64 * 1024 * 1024,
+            queue_capacity: 4096,
+            reload_debounce: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `WASMGATE_*` variables (nested keys with `__`, e.g.
+    /// `WASMGATE_PLUGIN__CALL_TIMEOUT=50ms`).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("WASMGATE_").split("__").ignore(&["config"]));
+        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// Parse a TOML document over the defaults (no environment), for tests and embedding.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults() {
+        let c = Config::from_toml(
+            "ping_interval = \"5s\"\nmax_message_size = 10\n[systems.chat]\njwt_secret = \"s\"\n",
+        )
+        .expect("valid toml");
+        assert_eq!(c.ping_interval, Duration::from_secs(5));
+        assert_eq!(c.max_message_size, 10);
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.systems["chat"].jwt_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Config::from_toml("no_such_key = 1").is_err());
+    }
+}

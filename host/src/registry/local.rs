@@ -1,0 +1,328 @@
+//! The in-process registry of a single gateway node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{Info, Joined, Left, Member, Registry, RegistryError, Result};
+
+/// A registry held in this process's memory.
+#[derive(Default)]
+pub struct LocalRegistry {
+    /// One lock per system, so tenants never contend with each other.
+    systems: RwLock<HashMap<String, Arc<Mutex<SystemState>>>>,
+}
+
+#[derive(Default)]
+struct SystemState {
+    /// `None` means unlimited.
+    max_connections: Option<usize>,
+    clients: HashMap<String, ClientState>,
+    /// Sorted so listings are stable for API users.
+    groups: BTreeMap<String, BTreeMap<String, Member>>,
+    uids: BTreeMap<String, BTreeSet<String>>,
+}
+
+#[derive(Default)]
+struct ClientState {
+    uid: Option<String>,
+    groups: BTreeSet<String>,
+    info: Info,
+}
+
+impl LocalRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn system(&self, system: &str) -> Result<Arc<Mutex<SystemState>>> {
+        self.systems
+            .read()
+            .get(system)
+            .cloned()
+            .ok_or_else(|| RegistryError::UnknownSystem(system.to_owned()))
+    }
+
+    fn with<T>(&self, system: &str, f: impl FnOnce(&mut SystemState) -> Result<T>) -> Result<T> {
+        let state = self.system(system)?;
+        let mut guard = state.lock();
+        f(&mut guard)
+    }
+}
+
+impl SystemState {
+    fn client(&mut self, client: &str) -> Result<&mut ClientState> {
+        self.clients
+            .get_mut(client)
+            .ok_or_else(|| RegistryError::UnknownClient(client.to_owned()))
+    }
+
+    fn unbind(&mut self, client: &str) -> Option<String> {
+        let uid = self.clients.get_mut(client)?.uid.take()?;
+        if let Some(set) = self.uids.get_mut(&uid) {
+            set.remove(client);
+            if set.is_empty() {
+                self.uids.remove(&uid);
+            }
+        }
+        Some(uid)
+    }
+
+    fn leave(&mut self, client: &str, group: &str) -> Option<Left> {
+        let members = self.groups.get_mut(group)?;
+        let member = members.remove(client)?;
+        let others = members.keys().cloned().collect();
+        if members.is_empty() {
+            self.groups.remove(group);
+        }
+        if let Some(c) = self.clients.get_mut(client) {
+            c.groups.remove(group);
+        }
+        Some(Left {
+            group: group.to_owned(),
+            member,
+            others,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Registry for LocalRegistry {
+    async fn register_system(&self, system: &str, max_connections: Option<usize>) -> Result<bool> {
+        let mut systems = self.systems.write();
+        if let Some(existing) = systems.get(system) {
+            if max_connections.is_some() {
+                existing.lock().max_connections = max_connections;
+            }
+            return Ok(false);
+        }
+        let state = SystemState {
+            max_connections,
+            ..SystemState::default()
+        };
+        systems.insert(system.to_owned(), Arc::new(Mutex::new(state)));
+        Ok(true)
+    }
+
+    async fn system_exists(&self, system: &str) -> bool {
+        self.systems.read().contains_key(system)
+    }
+
+    async fn systems(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.systems.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    async fn add_client(&self, system: &str, client: &str, uid: Option<&str>) -> Result<()> {
+        self.with(system, |s| {
+            if s.max_connections.is_some_and(|max| s.clients.len() >= max) {
+                return Err(RegistryError::SystemFull(system.to_owned()));
+            }
+            s.clients.insert(client.to_owned(), ClientState::default());
+            if let Some(uid) = uid {
+                s.client(client)?.uid = Some(uid.to_owned());
+                s.uids
+                    .entry(uid.to_owned())
+                    .or_default()
+                    .insert(client.to_owned());
+            }
+            Ok(())
+        })
+    }
+
+    async fn remove_client(&self, system: &str, client: &str) -> Result<Vec<Left>> {
+        self.with(system, |s| {
+            let groups: Vec<String> = s.client(client)?.groups.iter().cloned().collect();
+            s.unbind(client);
+            let left = groups.iter().filter_map(|g| s.leave(client, g)).collect();
+            s.clients.remove(client);
+            Ok(left)
+        })
+    }
+
+    async fn client_exists(&self, system: &str, client: &str) -> bool {
+        self.with(system, |s| Ok(s.clients.contains_key(client)))
+            .unwrap_or(false)
+    }
+
+    async fn clients(&self, system: &str) -> Result<Vec<String>> {
+        self.with(system, |s| {
+            let mut ids: Vec<String> = s.clients.keys().cloned().collect();
+            ids.sort();
+            Ok(ids)
+        })
+    }
+
+    async fn client_count(&self, system: &str) -> Result<usize> {
+        self.with(system, |s| Ok(s.clients.len()))
+    }
+
+    async fn join_group(
+        &self,
+        system: &str,
+        client: &str,
+        group: &str,
+        member: Member,
+    ) -> Result<Joined> {
+        self.with(system, |s| {
+            let new = s.client(client)?.groups.insert(group.to_owned());
+            let members = s.groups.entry(group.to_owned()).or_default();
+            members.insert(client.to_owned(), member);
+            let others = members
+                .keys()
+                .filter(|c| c.as_str() != client)
+                .cloned()
+                .collect();
+            Ok(Joined { new, others })
+        })
+    }
+
+    async fn leave_group(&self, system: &str, client: &str, group: &str) -> Result<Left> {
+        self.with(system, |s| {
+            s.client(client)?;
+            s.leave(client, group).ok_or_else(|| RegistryError::NotInGroup {
+                client: client.to_owned(),
+                group: group.to_owned(),
+            })
+        })
+    }
+
+    async fn group_clients(&self, system: &str, group: &str) -> Result<Vec<String>> {
+        self.with(system, |s| {
+            Ok(s.groups
+                .get(group)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn groups(&self, system: &str) -> Result<Vec<String>> {
+        self.with(system, |s| Ok(s.groups.keys().cloned().collect()))
+    }
+
+    async fn client_groups(&self, system: &str, client: &str) -> Result<Vec<String>> {
+        self.with(system, |s| Ok(s.client(client)?.groups.iter().cloned().collect()))
+    }
+
+    async fn bind_uid(&self, system: &str, client: &str, uid: &str) -> Result<()> {
+        self.with(system, |s| {
+            s.client(client)?;
+            s.unbind(client);
+            s.client(client)?.uid = Some(uid.to_owned());
+            s.uids
+                .entry(uid.to_owned())
+                .or_default()
+                .insert(client.to_owned());
+            Ok(())
+        })
+    }
+
+    async fn unbind_uid(&self, system: &str, client: &str) -> Result<Option<String>> {
+        self.with(system, |s| {
+            s.client(client)?;
+            Ok(s.unbind(client))
+        })
+    }
+
+    async fn uid_of(&self, system: &str, client: &str) -> Result<Option<String>> {
+        self.with(system, |s| Ok(s.client(client)?.uid.clone()))
+    }
+
+    async fn clients_by_uid(&self, system: &str, uid: &str) -> Result<Vec<String>> {
+        self.with(system, |s| {
+            Ok(s.uids
+                .get(uid)
+                .map(|c| c.iter().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn uids(&self, system: &str) -> Result<Vec<String>> {
+        self.with(system, |s| Ok(s.uids.keys().cloned().collect()))
+    }
+
+    async fn group_uids(&self, system: &str, group: &str) -> Result<Vec<String>> {
+        self.with(system, |s| {
+            let Some(members) = s.groups.get(group) else {
+                return Ok(Vec::new());
+            };
+            let uids: BTreeSet<String> = members
+                .keys()
+                .filter_map(|c| s.clients.get(c).and_then(|c| c.uid.clone()))
+                .collect();
+            Ok(uids.into_iter().collect())
+        })
+    }
+
+    async fn info(&self, system: &str, client: &str) -> Result<Info> {
+        self.with(system, |s| Ok(s.client(client)?.info.clone()))
+    }
+
+    async fn set_info(&self, system: &str, client: &str, info: Info) -> Result<()> {
+        self.with(system, |s| {
+            s.client(client)?.info = info;
+            Ok(())
+        })
+    }
+
+    async fn update_info(&self, system: &str, client: &str, info: Info) -> Result<()> {
+        self.with(system, |s| {
+            s.client(client)?.info.extend(info);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn membership_uids_and_removal() {
+        let r = LocalRegistry::new();
+        assert!(r.register_system("s", None).await.expect("register"));
+        r.add_client("s", "a", Some("alice")).await.expect("add a");
+        r.add_client("s", "b", None).await.expect("add b");
+        let j = r
+            .join_group("s", "a", "room", Member::default())
+            .await
+            .expect("join");
+        assert!(j.new && j.others.is_empty());
+        let j = r
+            .join_group("s", "b", "room", Member::default())
+            .await
+            .expect("join");
+        assert_eq!(j.others, vec!["a".to_owned()]);
+        assert_eq!(r.group_uids("s", "room").await.expect("uids"), vec!["alice"]);
+        r.bind_uid("s", "b", "bob").await.expect("bind");
+        assert_eq!(r.uids("s").await.expect("uids"), vec!["alice", "bob"]);
+        let left = r.remove_client("s", "a").await.expect("remove");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].others, vec!["b".to_owned()]);
+        assert_eq!(r.uids("s").await.expect("uids"), vec!["bob"]);
+        assert_eq!(
+            r.leave_group("s", "a", "room").await.unwrap_err(),
+            RegistryError::UnknownClient("a".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn systems_are_isolated_and_bounded() {
+        let r = LocalRegistry::new();
+        r.register_system("s1", Some(1)).await.expect("register");
+        r.register_system("s2", None).await.expect("register");
+        r.add_client("s1", "a", None).await.expect("add");
+        assert!(!r.client_exists("s2", "a").await);
+        assert_eq!(
+            r.add_client("s1", "b", None).await.unwrap_err(),
+            RegistryError::SystemFull("s1".into())
+        );
+        assert!(matches!(
+            r.clients("nope").await,
+            Err(RegistryError::UnknownSystem(_))
+        ));
+    }
+}
