@@ -29,6 +29,8 @@ pub const CODE_ERROR: i32 = -1;
 pub const CODE_BAD_REQUEST: i32 = 400;
 /// `code` the [`Router`](crate::Router) uses for an event nobody registered.
 pub const CODE_UNKNOWN_EVENT: i32 = 404;
+/// `code` of an [`EventError`](crate::EventError) made from a failed host call ([`Error`]).
+pub const CODE_HOST_ERROR: i32 = 500;
 
 /// The wire form of a reply.
 #[derive(Debug, Serialize)]

@@ -2,13 +2,15 @@
 
 use serde_json::Value;
 
-use crate::reply::{CODE_BAD_REQUEST, CODE_ERROR, CODE_UNKNOWN_EVENT, reply_error_code};
+use crate::reply::{
+    CODE_BAD_REQUEST, CODE_ERROR, CODE_HOST_ERROR, CODE_UNKNOWN_EVENT, reply_error_code,
+};
 use crate::{Error, Message, log_debug, log_warn};
 
 /// Why a handler failed: sent back to the client as `{"event","code","msg","data":null}`.
 ///
 /// Handlers return `Result<(), EventError>` and use `?` freely: host errors ([`Error`]) become
-/// code [`CODE_ERROR`] with the error's text, and JSON decoding errors (`serde_json::from_value`
+/// code [`CODE_HOST_ERROR`] (500) with the error's text, and JSON decoding errors (`serde_json::from_value`
 /// on the event data) become [`CODE_BAD_REQUEST`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{msg} (code {code})")]
@@ -36,7 +38,7 @@ impl EventError {
 
 impl From<Error> for EventError {
     fn from(e: Error) -> Self {
-        EventError::new(e.to_string())
+        EventError::with_code(CODE_HOST_ERROR, e.to_string())
     }
 }
 
@@ -138,7 +140,7 @@ pub fn parse_event(text: &str) -> Result<(String, Value), String> {
 ///         if room.is_empty() {
 ///             return Err(EventError::new("empty room name")); // → code -1
 ///         }
-///         host::join_group(client, &room)?; // host error → code -1
+///         host::join_group(client, &room)?; // host error → code 500
 ///         reply_ok(client, "join", &json!({ "room": room }))?;
 ///         Ok(())
 ///     }
@@ -387,7 +389,7 @@ mod tests {
         let host = EventError::from(Error::UnknownClient("c9".into()));
         assert_eq!(
             host,
-            EventError::with_code(CODE_ERROR, "unknown-client: c9")
+            EventError::with_code(CODE_HOST_ERROR, "unknown-client: c9")
         );
         let json = serde_json::from_value::<u8>(json!("x")).map_err(EventError::from);
         assert_eq!(json.map_err(|e| e.code), Err(CODE_BAD_REQUEST));
