@@ -158,7 +158,9 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment.merge(Env::prefixed("WASMGATE_").split("__").ignore(&["config"]));
-        figment.extract().map_err(|e| ConfigError::Invalid(Box::new(e)))
+        figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))
     }
 
     /// Parse a TOML document over the defaults (no environment), for tests and embedding.

@@ -272,7 +272,7 @@ impl Gateway {
         }
     }
 
-    /// Record that a client was closed as a slow consumer.
+    /// Count one outbound queue overflow (the client is closed as a slow consumer).
     pub fn count_overflow(&self, system: &str) {
         self.inner
             .metrics
@@ -406,7 +406,14 @@ impl Gateway {
             .join_group(system, client, group, member.clone())
             .await?;
         if joined.new {
-            self.notify(system, &joined.others, NOTICE_ONLINE, "online", client, &member);
+            self.notify(
+                system,
+                &joined.others,
+                NOTICE_ONLINE,
+                "online",
+                client,
+                &member,
+            );
         }
         Ok(())
     }
@@ -418,7 +425,11 @@ impl Gateway {
         client: &str,
         group: &str,
     ) -> Result<(), GatewayError> {
-        let left = self.inner.registry.leave_group(system, client, group).await?;
+        let left = self
+            .inner
+            .registry
+            .leave_group(system, client, group)
+            .await?;
         self.notify_left(system, client, &left);
         Ok(())
     }
@@ -464,7 +475,12 @@ impl Gateway {
     }
 
     /// Bind a uid to a client.
-    pub async fn bind_uid(&self, system: &str, client: &str, uid: &str) -> Result<(), GatewayError> {
+    pub async fn bind_uid(
+        &self,
+        system: &str,
+        client: &str,
+        uid: &str,
+    ) -> Result<(), GatewayError> {
         Ok(self.inner.registry.bind_uid(system, client, uid).await?)
     }
 
@@ -475,7 +491,12 @@ impl Gateway {
     }
 
     /// Replace a client's info.
-    pub async fn set_info(&self, system: &str, client: &str, info: Info) -> Result<(), GatewayError> {
+    pub async fn set_info(
+        &self,
+        system: &str,
+        client: &str,
+        info: Info,
+    ) -> Result<(), GatewayError> {
         Ok(self.inner.registry.set_info(system, client, info).await?)
     }
 
@@ -486,7 +507,11 @@ impl Gateway {
         client: &str,
         info: Info,
     ) -> Result<(), GatewayError> {
-        Ok(self.inner.registry.update_info(system, client, info).await?)
+        Ok(self
+            .inner
+            .registry
+            .update_info(system, client, info)
+            .await?)
     }
 
     /// Close a client of `system` with `code` (1000 or 3000–4999) and `reason`, after what is

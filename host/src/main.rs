@@ -1,1 +1,54 @@
-fn main() {}
+//! The `wasmgate` binary: read the configuration, then run the gateway until ctrl-c or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use wasmgate::config::{Config, LogFormat};
+use wasmgate::{server, telemetry};
+
+/// A WebSocket gateway whose business logic lives in hot-swappable WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "WASMGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Folder whose *.wasm files are loaded as plugins.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `wasmgate=debug` [default: info].
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = cli.plugins {
+        config.plugins_dir = Some(dir);
+    }
+    if let Some(format) = cli.log_format {
+        config.log_format = format;
+    }
+    if let Some(level) = cli.log_level {
+        config.log_level = level;
+    }
+    telemetry::init(config.log_format, &config.log_level);
+    let listener =
+        server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    server::run(listener, config, server::shutdown_signal())
+        .await
+        .context("running the gateway")
+}

@@ -83,11 +83,20 @@ impl Metrics {
         let queue_overflows = Family::<SystemLabel, Counter>::default();
         let connects_refused = Family::<SystemLabel, Counter>::default();
         let api_calls = Family::<ApiLabels, Counter>::default();
-        let api_latency =
-            Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let api_latency = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         registry.register("connections", "Connected clients", connections.clone());
-        registry.register("messages_in", "Frames received from clients", messages_in.clone());
-        registry.register("messages_out", "Messages queued to clients", messages_out.clone());
+        registry.register(
+            "messages_in",
+            "Frames received from clients",
+            messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Messages queued to clients",
+            messages_out.clone(),
+        );
         registry.register(
             "messages_dropped",
             "Client messages no plugin handled",

@@ -148,9 +148,9 @@ impl OutboundRx {
             .fetch_sub(cost(msg), Ordering::AcqRel);
     }
 
-    /// Resolves when the connection has been told to close.
-    pub async fn cancelled(&self) {
-        self.shared.cancel.cancelled().await
+    /// The token that fires when the connection has been told to close.
+    pub fn close_requested(&self) -> CancellationToken {
+        self.shared.cancel.clone()
     }
 
     /// The close frame to send: what was requested, else 1001 "going away" (shutdown).
@@ -201,7 +201,8 @@ mod tests {
     #[tokio::test]
     async fn overflow_in_bytes_closes_but_one_big_message_fits() {
         let (tx, mut rx) = channel(100, 10, CancellationToken::new());
-        tx.push(Message::text("x".repeat(50))).expect("a lone message may exceed");
+        tx.push(Message::text("x".repeat(50)))
+            .expect("a lone message may exceed");
         assert_eq!(tx.push(Message::text("y")), Err(QueueError::Overflow));
         assert_eq!(rx.try_recv().map(|m| m.len()), Some(50));
     }

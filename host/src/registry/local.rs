@@ -183,10 +183,11 @@ impl Registry for LocalRegistry {
     async fn leave_group(&self, system: &str, client: &str, group: &str) -> Result<Left> {
         self.with(system, |s| {
             s.client(client)?;
-            s.leave(client, group).ok_or_else(|| RegistryError::NotInGroup {
-                client: client.to_owned(),
-                group: group.to_owned(),
-            })
+            s.leave(client, group)
+                .ok_or_else(|| RegistryError::NotInGroup {
+                    client: client.to_owned(),
+                    group: group.to_owned(),
+                })
         })
     }
 
@@ -204,7 +205,9 @@ impl Registry for LocalRegistry {
     }
 
     async fn client_groups(&self, system: &str, client: &str) -> Result<Vec<String>> {
-        self.with(system, |s| Ok(s.client(client)?.groups.iter().cloned().collect()))
+        self.with(system, |s| {
+            Ok(s.client(client)?.groups.iter().cloned().collect())
+        })
     }
 
     async fn bind_uid(&self, system: &str, client: &str, uid: &str) -> Result<()> {
@@ -296,7 +299,10 @@ mod tests {
             .await
             .expect("join");
         assert_eq!(j.others, vec!["a".to_owned()]);
-        assert_eq!(r.group_uids("s", "room").await.expect("uids"), vec!["alice"]);
+        assert_eq!(
+            r.group_uids("s", "room").await.expect("uids"),
+            vec!["alice"]
+        );
         r.bind_uid("s", "b", "bob").await.expect("bind");
         assert_eq!(r.uids("s").await.expect("uids"), vec!["alice", "bob"]);
         let left = r.remove_client("s", "a").await.expect("remove");

@@ -1,0 +1,253 @@
+//! Test harness shared by the end-to-end tests: a real gateway on 127.0.0.1:0, real WebSocket
+//! clients (tokio-tungstenite) and a real HTTP client (reqwest).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_util::sync::CancellationToken;
+use wasmgate::server::{self, Server};
+use wasmgate::{Config, Gateway};
+
+/// How long a test waits for something that should arrive.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its handle.
+    pub gateway: Gateway,
+    /// HTTP client for the API.
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), server::ServerError>>,
+}
+
+impl TestGateway {
+    /// Start `server::run` on 127.0.0.1:0 with `config`.
+    pub async fn start(mut config: Config) -> TestGateway {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let listener = server::bind(config.listen).expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = Server::build(config).await.expect("gateway builds");
+        let gateway = server.gateway.clone();
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(server.serve(listener, async move { token.cancelled().await }));
+        TestGateway {
+            addr,
+            gateway,
+            http: reqwest::Client::new(),
+            stop,
+            task,
+        }
+    }
+
+    /// A config with one system declared.
+    pub fn config_with(systems: &[&str]) -> Config {
+        let mut config = Config::default();
+        for s in systems {
+            config.systems.insert((*s).to_owned(), Default::default());
+        }
+        config
+    }
+
+    /// The WebSocket URL of `system`.
+    pub fn ws_url(&self, system: &str) -> String {
+        format!("ws://{}/api/websocket/ws?systemId={system}", self.addr)
+    }
+
+    /// Connect a client to `system` and read its welcome frame.
+    pub async fn connect(&self, system: &str) -> Client {
+        Client::connect(&self.ws_url(system)).await
+    }
+
+    /// `POST /api/websocket/<op>` with header `systemId: system`.
+    pub async fn api(&self, op: &str, system: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("http://{}/api/websocket/{op}", self.addr))
+            .header("systemId", system)
+            .json(&body)
+            .send()
+            .await
+            .expect("API call");
+        let status = res.status().as_u16();
+        let body = res.json::<Value>().await.expect("JSON answer");
+        (status, body)
+    }
+
+    /// `POST /api/websocket/<op>`, asserting success, returning `data`.
+    pub async fn ok(&self, op: &str, system: &str, body: Value) -> Value {
+        let (status, answer) = self.api(op, system, body).await;
+        assert_eq!(status, 200, "{op} failed: {answer}");
+        assert_eq!(answer["code"], 0, "{op} failed: {answer}");
+        assert_eq!(answer["msg"], "success");
+        answer["data"].clone()
+    }
+
+    /// `GET path`: status and body text.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let res = self
+            .http
+            .get(format!("http://{}{path}", self.addr))
+            .send()
+            .await
+            .expect("GET");
+        (res.status().as_u16(), res.text().await.expect("body"))
+    }
+
+    /// `POST path` with a JSON body: status and JSON answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("http://{}{path}", self.addr))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON answer"))
+    }
+
+    /// Trigger graceful shutdown and wait for the server to return.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server ran cleanly");
+    }
+}
+
+/// A WebSocket client.
+pub struct Client {
+    /// Its clientId, from the welcome frame.
+    pub id: String,
+    /// The socket.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Connect to `url` and read the welcome frame.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = connect_async(url).await.expect("WebSocket connect");
+        let mut client = Client {
+            id: String::new(),
+            ws,
+        };
+        let welcome = client.recv_json().await;
+        assert_eq!(welcome["code"], 0, "welcome: {welcome}");
+        assert_eq!(welcome["msg"], "success");
+        client.id = welcome["data"]["clientId"]
+            .as_str()
+            .expect("clientId in welcome")
+            .to_owned();
+        client
+    }
+
+    /// Send a text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send text");
+    }
+
+    /// Send a binary frame.
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::binary(bytes.to_vec()))
+            .await
+            .expect("send binary");
+    }
+
+    /// The next text or binary message (pings and pongs skipped), within [`WAIT`].
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("client {} got nothing within {WAIT:?}", self.id));
+            match next {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(msg)) => return msg,
+                other => panic!("client {} expected a message, got {other:?}", self.id),
+            }
+        }
+    }
+
+    /// The next text message.
+    pub async fn recv_text(&mut self) -> String {
+        match self.recv().await {
+            Message::Text(t) => t.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// The next text message, parsed as JSON.
+    pub async fn recv_json(&mut self) -> Value {
+        let text = self.recv_text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Wait for the server to close; returns the close code and reason (`None` without a frame).
+    pub async fn recv_close(&mut self) -> Option<(u16, String)> {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("client {} was not closed in time", self.id));
+            match next {
+                Some(Ok(Message::Close(frame))) => {
+                    return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
+    /// Assert nothing but pings arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("client {} expected silence, got {other:?}", self.id),
+            }
+        }
+    }
+
+    /// Close normally.
+    pub async fn close(mut self) {
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+    }
+}
+
+/// Poll `f` until it returns true or [`WAIT`] passes.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
