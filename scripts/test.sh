@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every test: unit, end-to-end (real sockets, real components built from source, JavaScript,
+# Python and C plugins through the gateway) and the benchmark smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup" >&2; exit 1; }
+rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2
+scripts/toolchains.sh all
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets
+cargo test --workspace --doc
