@@ -28,6 +28,9 @@ use crate::gateway::{ConnectVerdict, Gateway};
 use crate::metrics::Metrics;
 use crate::outbound::OutboundRx;
 
+/// How long a client waits at most for its plugin's `on-connect` verdict.
+const CONNECT_VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many queued messages are written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -209,8 +212,16 @@ where
         return (1006, "welcome could not be sent".into());
     }
     if let Some(verdict) = gw.plugin_connect(system, client) {
-        match verdict.await {
-            Ok(ConnectVerdict::Reject { code, reason }) => {
+        // A plugin that is backed off or stuck must not hold the client forever: past the
+        // bound, the client is let in (the plugin still gets its on-connect in order).
+        let close_requested = rx.close_requested();
+        let verdict = tokio::select! {
+            v = verdict => v.ok(),
+            () = tokio::time::sleep(CONNECT_VERDICT_TIMEOUT) => None,
+            () = close_requested.cancelled() => None,
+        };
+        match verdict {
+            Some(ConnectVerdict::Reject { code, reason }) => {
                 let frame = CloseFrame {
                     code: CloseCode::from(code),
                     reason: reason.clone().into(),
@@ -219,7 +230,7 @@ where
                 let _ = ws.close(Some(frame)).await;
                 return (code, reason);
             }
-            Ok(ConnectVerdict::Accept) | Err(_) => {}
+            Some(ConnectVerdict::Accept) | None => {}
         }
     }
 

@@ -283,8 +283,9 @@ impl Gateway {
 
     // ---- sending -------------------------------------------------------------------------
 
-    /// Queue `msg` to a client of `system` on this node; false when it is not here.
-    fn deliver(&self, system: &str, client: &str, msg: &Message) -> bool {
+    /// Queue `msg` to a client of `system` on this node; false when it is not here (or is
+    /// closing). Metrics are counted by the callers, once per send rather than per recipient.
+    fn push(&self, system: &str, client: &str, msg: &Message) -> bool {
         let Some(conn) = self.inner.connections.get(client) else {
             return false;
         };
@@ -292,20 +293,29 @@ impl Gateway {
             return false;
         }
         match conn.out.push(msg.clone()) {
-            Ok(()) => {
-                self.inner
-                    .metrics
-                    .messages_out
-                    .get_or_create(&Metrics::system(system))
-                    .inc();
-                true
-            }
+            Ok(()) => true,
             Err(outbound::QueueError::Overflow) => {
                 self.count_overflow(system);
                 false
             }
             Err(outbound::QueueError::Closed) => false,
         }
+    }
+
+    fn count_out(&self, system: &str, n: usize) {
+        if n > 0 {
+            self.inner
+                .metrics
+                .messages_out
+                .get_or_create(&Metrics::system(system))
+                .inc_by(n as u64);
+        }
+    }
+
+    fn deliver(&self, system: &str, client: &str, msg: &Message) -> bool {
+        let delivered = self.push(system, client, msg);
+        self.count_out(system, usize::from(delivered));
+        delivered
     }
 
     fn deliver_all<'a>(
@@ -315,11 +325,13 @@ impl Gateway {
         exclude: &[String],
         msg: &Message,
     ) -> usize {
-        clients
+        let n = clients
             .into_iter()
             .filter(|c| !exclude.contains(c))
-            .filter(|c| self.deliver(system, c, msg))
-            .count()
+            .filter(|c| self.push(system, c, msg))
+            .count();
+        self.count_out(system, n);
+        n
     }
 
     /// Send to one client of `system`.
