@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use wasmgate::server::{self, Server};
 use wasmgate::{Config, Gateway};
 
+pub mod raw;
+
 /// How long a test waits for something that should arrive.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -250,4 +252,39 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// Try to connect to `url` expecting a refusal before the upgrade: the HTTP status and the
+/// JSON body of the refusal. Panics if the upgrade succeeds.
+pub async fn connect_refused(url: &str) -> (u16, Value) {
+    match connect_async(url).await {
+        Ok(_) => panic!("{url}: connected, expected a refusal"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            let status = res.status().as_u16();
+            let body = res.body().clone().unwrap_or_default();
+            let json = serde_json::from_slice(&body).unwrap_or_else(|e| {
+                panic!(
+                    "refusal body is not JSON ({e}): {}",
+                    String::from_utf8_lossy(&body)
+                )
+            });
+            (status, json)
+        }
+        Err(other) => panic!("{url}: expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// Sum of every sample of a Prometheus text exposition whose series starts with `series`
+/// (a metric name, optionally followed by the start of its labels, e.g.
+/// `wasmgate_connections{system="app"`). 0 when there is none.
+pub fn metric_sum(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(series)
+                .is_some_and(|rest| rest.starts_with([' ', '{', ',', '}']))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
