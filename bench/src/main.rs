@@ -1,0 +1,212 @@
+//! `wasmgate-bench`: a load generator that runs the same scenarios against wasmgate, a Node
+//! `ws` server and a Socket.IO server, and reports absolute numbers and ratios.
+//!
+//! It runs on a single-threaded tokio runtime with small per-connection buffers so that it
+//! stays much cheaper per connection than the servers it measures (pin it to its own core).
+
+mod client;
+mod cpu;
+mod fleet;
+mod http;
+mod machine;
+mod params;
+mod report;
+mod scenario;
+mod server;
+mod stats;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::params::Params;
+use crate::report::Report;
+use crate::scenario::{Outcome, Scenario};
+use crate::server::{Launcher, ServerKind};
+
+#[derive(Parser)]
+#[command(version, about = "Benchmarks wasmgate against Node ws and Socket.IO")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Servers to measure, comma-separated.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "wasmgate,ws,socketio"
+    )]
+    servers: Vec<ServerKind>,
+    /// Tiny sizes (tens of connections): checks every path in seconds.
+    #[arg(long, global = true)]
+    smoke: bool,
+    /// The gateway binary [default: `wasmgate` next to this binary].
+    #[arg(long, global = true, env = "WASMGATE_BIN")]
+    wasmgate_bin: Option<PathBuf>,
+    /// Echo plugin component for the plugin echo and hot-reload scenarios.
+    #[arg(long, global = true, env = "WASMGATE_ECHO_WASM")]
+    echo_wasm: Option<PathBuf>,
+    /// Node executable for the peers.
+    #[arg(long, global = true, default_value = "node")]
+    node: PathBuf,
+    /// Directory of the peers (with node_modules installed by `npm ci`).
+    #[arg(long, global = true, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))]
+    peers_dir: PathBuf,
+    /// Pin every server to these CPUs (`taskset -c LIST`).
+    #[arg(long, global = true)]
+    server_cpu: Option<String>,
+    /// Write the full results as JSON here.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Write the Markdown report here (it always goes to stdout too).
+    #[arg(long, global = true)]
+    markdown: Option<PathBuf>,
+    /// Override the idle-memory levels, e.g. `1000,10000,19000`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    idle_levels: Option<Vec<usize>>,
+    /// Override the number of fan-out clients.
+    #[arg(long, global = true)]
+    fanout_clients: Option<usize>,
+    /// Override the number of echo clients.
+    #[arg(long, global = true)]
+    echo_clients: Option<usize>,
+    /// Override the number of connect-storm connections.
+    #[arg(long, global = true)]
+    storm_conns: Option<usize>,
+    /// Override the number of plugin swaps in the hot-reload scenario.
+    #[arg(long, global = true)]
+    reload_swaps: Option<usize>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Command {
+    /// Idle memory per connection.
+    Idle,
+    /// Broadcast to one group: delivery times, then sustained rate.
+    Fanout,
+    /// Echo round trips: native ping/pong and application echo.
+    Echo,
+    /// Connections per second.
+    Storm,
+    /// Plugin replaced under load (wasmgate only).
+    Reload,
+    /// Every scenario.
+    All,
+}
+
+impl Command {
+    fn scenarios(self) -> Vec<Scenario> {
+        match self {
+            Command::Idle => vec![Scenario::Idle],
+            Command::Fanout => vec![Scenario::Fanout],
+            Command::Echo => vec![Scenario::EchoNative, Scenario::EchoApp],
+            Command::Storm => vec![Scenario::Storm],
+            Command::Reload => vec![Scenario::Reload],
+            Command::All => vec![
+                Scenario::Idle,
+                Scenario::Fanout,
+                Scenario::EchoNative,
+                Scenario::EchoApp,
+                Scenario::Storm,
+                Scenario::Reload,
+            ],
+        }
+    }
+}
+
+fn params(cli: &Cli) -> Params {
+    let mut p = if cli.smoke {
+        Params::smoke()
+    } else {
+        Params::full()
+    };
+    if let Some(v) = &cli.idle_levels {
+        p.idle_levels.clone_from(v);
+    }
+    p.fanout_clients = cli.fanout_clients.unwrap_or(p.fanout_clients);
+    p.echo_clients = cli.echo_clients.unwrap_or(p.echo_clients);
+    p.storm_conns = cli.storm_conns.unwrap_or(p.storm_conns);
+    p.reload_swaps = cli.reload_swaps.unwrap_or(p.reload_swaps);
+    p
+}
+
+fn launcher(cli: &Cli) -> Launcher {
+    let wasmgate_bin = cli.wasmgate_bin.clone().or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        let sibling = exe.parent()?.join("wasmgate");
+        sibling.is_file().then_some(sibling)
+    });
+    let echo_wasm = cli.echo_wasm.clone().filter(|p| {
+        let found = p.is_file();
+        if !found {
+            tracing::warn!(path = %p.display(), "echo plugin not found; plugin rows will be skipped");
+        }
+        found
+    });
+    Launcher {
+        wasmgate_bin,
+        echo_wasm,
+        node: cli.node.clone(),
+        peers_dir: cli.peers_dir.clone(),
+        server_cpu: cli.server_cpu.clone(),
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "wasmgate_bench=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let p = params(&cli);
+    let l = launcher(&cli);
+    let mut servers = cli.servers.clone();
+    servers.dedup();
+    // One thread: the load generator must not compete with the server for the other core.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let results = rt.block_on(scenario::run_all(
+        &l,
+        &servers,
+        &cli.command.scenarios(),
+        &p,
+    ));
+    let report = Report {
+        smoke: cli.smoke,
+        machine: machine::collect(&l),
+        params: p,
+        servers: results,
+    };
+    let md = report::markdown(&report);
+    if let Some(path) = &cli.markdown {
+        std::fs::write(path, &md).with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&report).context("encode JSON")?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+    }
+    std::io::stdout()
+        .write_all(md.as_bytes())
+        .context("stdout")?;
+    let failed = report.servers.iter().any(|s| {
+        let f = |o: Option<bool>| o.unwrap_or(false);
+        f(s.idle.as_ref().map(Outcome::is_failed))
+            || f(s.fanout.as_ref().map(Outcome::is_failed))
+            || f(s.echo_native.as_ref().map(Outcome::is_failed))
+            || f(s.echo_app.as_ref().map(Outcome::is_failed))
+            || f(s.storm.as_ref().map(Outcome::is_failed))
+            || f(s.reload.as_ref().map(Outcome::is_failed))
+    });
+    if failed {
+        anyhow::bail!("some scenarios failed (see the notes of the report)");
+    }
+    Ok(())
+}

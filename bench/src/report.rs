@@ -1,0 +1,395 @@
+//! The run's report: JSON for machines, a Markdown table (absolute numbers and the ratio
+//! to Node `ws`) for people.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::MachineInfo;
+use crate::params::Params;
+use crate::scenario::echo::EchoResult;
+use crate::scenario::reload::ReloadResult;
+use crate::scenario::{Outcome, ServerReport};
+use crate::server::ServerKind;
+
+/// Everything one invocation measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// Whether this was the `--smoke` run (tiny numbers, not for quoting).
+    pub smoke: bool,
+    /// Where it ran.
+    pub machine: MachineInfo,
+    /// Sizes used.
+    pub params: Params,
+    /// Per server, per scenario.
+    pub servers: Vec<ServerReport>,
+}
+
+#[derive(Clone, Copy)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+enum Cell {
+    Num(f64),
+    Text(&'static str),
+}
+
+struct Row {
+    group: String,
+    metric: String,
+    better: Better,
+    /// Print as an integer.
+    count: bool,
+    cells: Vec<Cell>,
+}
+
+fn cell<T>(o: Option<&Outcome<T>>, get: &dyn Fn(&T) -> Option<f64>) -> Cell {
+    match o {
+        None => Cell::Text(""),
+        Some(Outcome::Ok(v)) => get(v).map_or(Cell::Text("n/a"), Cell::Num),
+        Some(Outcome::Skipped(_)) => Cell::Text("skipped"),
+        Some(Outcome::Failed(_)) => Cell::Text("failed"),
+    }
+}
+
+struct Rows<'a> {
+    servers: &'a [ServerReport],
+    rows: Vec<Row>,
+}
+
+impl Rows<'_> {
+    fn add<T>(
+        &mut self,
+        group: &str,
+        metric: &str,
+        better: Better,
+        count: bool,
+        pick: fn(&ServerReport) -> Option<&Outcome<T>>,
+        get: impl Fn(&T) -> Option<f64>,
+    ) {
+        // A row nobody ran says nothing; the notes list why.
+        if !self
+            .servers
+            .iter()
+            .any(|s| matches!(pick(s), Some(Outcome::Ok(_) | Outcome::Failed(_))))
+        {
+            return;
+        }
+        let cells = self.servers.iter().map(|s| cell(pick(s), &get)).collect();
+        self.rows.push(Row {
+            group: group.to_owned(),
+            metric: metric.to_owned(),
+            better,
+            count,
+            cells,
+        });
+    }
+}
+
+fn fmt_num(v: f64, count: bool) -> String {
+    if count || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn rows(r: &Report) -> Vec<Row> {
+    use Better::{Higher, Lower};
+    let p = &r.params;
+    let mut t = Rows {
+        servers: &r.servers,
+        rows: Vec::new(),
+    };
+    let g = "idle memory";
+    t.add(
+        g,
+        "baseline RSS (MB)",
+        Lower,
+        false,
+        |s| s.idle.as_ref(),
+        |v| Some(v.baseline_rss_kib as f64 * 1.024 / 1000.0),
+    );
+    for &level in &p.idle_levels {
+        t.add(
+            g,
+            &format!("KB per connection @ {level}"),
+            Lower,
+            false,
+            |s| s.idle.as_ref(),
+            move |v| {
+                v.levels
+                    .iter()
+                    .find(|l| l.conns == level)
+                    .map(|l| l.kb_per_conn)
+            },
+        );
+    }
+    let g = format!(
+        "fan-out, {} clients, {} B",
+        p.fanout_clients, p.payload_bytes
+    );
+    t.add(
+        &g,
+        "first delivery (ms)",
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.single.first_ms),
+    );
+    t.add(
+        &g,
+        "median delivery (ms)",
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.single.p50_ms),
+    );
+    t.add(
+        &g,
+        "p99 delivery (ms)",
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.single.p99_ms),
+    );
+    t.add(
+        &g,
+        "last delivery (ms)",
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.single.last_ms),
+    );
+    t.add(
+        &g,
+        "clients reached",
+        Higher,
+        true,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.single.received as f64),
+    );
+    let sus = format!("sustained {}/s", p.fanout_rate);
+    t.add(
+        &g,
+        &format!("{sus}: delivered msgs/s"),
+        Higher,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.sustained.msgs_per_sec),
+    );
+    t.add(
+        &g,
+        &format!("{sus}: lost deliveries"),
+        Lower,
+        true,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.sustained.expected.saturating_sub(v.sustained.delivered) as f64),
+    );
+    t.add(
+        &g,
+        &format!("{sus}: p50 last delivery (ms)"),
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| v.sustained.last_delivery.as_ref().map(|d| d.p50_ms),
+    );
+    type PickEcho = fn(&ServerReport) -> Option<&Outcome<EchoResult>>;
+    fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
+        s.echo_native.as_ref()
+    }
+    fn app(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
+        s.echo_app.as_ref()
+    }
+    for (name, pick) in [
+        ("echo, native ping/pong", native as PickEcho),
+        ("echo, application (plugin / JS)", app as PickEcho),
+    ] {
+        let g = format!("{name}, {} clients", p.echo_clients);
+        t.add(&g, "replies/s", Higher, false, pick, |v| Some(v.per_sec));
+        t.add(&g, "p50 latency (ms)", Lower, false, pick, |v| {
+            v.latency.as_ref().map(|d| d.p50_ms)
+        });
+        t.add(&g, "p99 latency (ms)", Lower, false, pick, |v| {
+            v.latency.as_ref().map(|d| d.p99_ms)
+        });
+        t.add(&g, "server CPU per reply (µs)", Lower, false, pick, |v| {
+            Some(v.server_us_per_reply)
+        });
+        t.add(&g, "load generator CPU busy (%)", Lower, false, pick, |v| {
+            Some(100.0 * v.cpu.client_secs / v.cpu.wall_secs.max(1e-9))
+        });
+        t.add(&g, "errors", Lower, true, pick, |v| Some(v.errors as f64));
+    }
+    let g = format!("connect storm, {} connections", p.storm_conns);
+    t.add(
+        &g,
+        "connections/s",
+        Higher,
+        false,
+        |s| s.storm.as_ref(),
+        |v| Some(v.per_sec),
+    );
+    t.add(
+        &g,
+        "p99 connect (ms)",
+        Lower,
+        false,
+        |s| s.storm.as_ref(),
+        |v| v.connect.as_ref().map(|d| d.p99_ms),
+    );
+    t.add(
+        &g,
+        "failed",
+        Lower,
+        true,
+        |s| s.storm.as_ref(),
+        |v| Some(v.failed as f64),
+    );
+    let g = format!(
+        "hot reload, {} swaps, {} clients",
+        p.reload_swaps, p.reload_clients
+    );
+    fn pick(s: &ServerReport) -> Option<&Outcome<ReloadResult>> {
+        s.reload.as_ref()
+    }
+    t.add(&g, "requests sent", Higher, true, pick, |v| {
+        Some(v.sent as f64)
+    });
+    t.add(&g, "lost", Lower, true, pick, |v| Some(v.lost as f64));
+    t.add(&g, "doubled", Lower, true, pick, |v| Some(v.doubled as f64));
+    t.add(
+        &g,
+        &format!("late (> {} ms)", p.reload_timeout_ms),
+        Lower,
+        true,
+        pick,
+        |v| Some(v.late as f64),
+    );
+    t.add(&g, "dropped connections", Lower, true, pick, |v| {
+        Some(v.dropped_connections as f64)
+    });
+    t.add(&g, "p99 before swaps (ms)", Lower, false, pick, |v| {
+        v.baseline.as_ref().map(|d| d.p99_ms)
+    });
+    t.add(&g, "p99 during swaps (ms)", Lower, false, pick, |v| {
+        v.during_swaps.as_ref().map(|d| d.p99_ms)
+    });
+    t.add(&g, "max during swaps (ms)", Lower, false, pick, |v| {
+        v.during_swaps.as_ref().map(|d| d.max_ms)
+    });
+    t.rows
+}
+
+fn notes(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &r.servers {
+        let mut note = |name: &str, o: Option<(&'static str, &str)>| {
+            if let Some((what, why)) = o {
+                out.push(format!("{} / {name}: {what}: {why}", s.server.label()));
+            }
+        };
+        fn why<T>(o: &Option<Outcome<T>>) -> Option<(&'static str, &str)> {
+            match o {
+                Some(Outcome::Skipped(w)) => Some(("skipped", w)),
+                Some(Outcome::Failed(w)) => Some(("FAILED", w)),
+                _ => None,
+            }
+        }
+        note("idle", why(&s.idle));
+        note("fan-out", why(&s.fanout));
+        note("echo native", why(&s.echo_native));
+        note("echo application", why(&s.echo_app));
+        note("connect storm", why(&s.storm));
+        note("hot reload", why(&s.reload));
+    }
+    out
+}
+
+/// Renders the Markdown report.
+pub fn markdown(r: &Report) -> String {
+    let m = &r.machine;
+    let mut s = String::new();
+    let title = if r.smoke {
+        "wasmgate benchmark (SMOKE run: tiny sizes, do not quote)"
+    } else {
+        "wasmgate benchmark"
+    };
+    let _ = writeln!(s, "# {title}\n");
+    let _ = writeln!(s, "- date: {}, commit {}", m.date, m.git_commit);
+    let _ = writeln!(
+        s,
+        "- machine: {} CPUs ({}), {} MiB, kernel {}",
+        m.nproc, m.cpu_model, m.mem_total_mib, m.kernel
+    );
+    let _ = writeln!(
+        s,
+        "- pinning: load generator on CPUs {}, servers on {}",
+        m.client_cpus,
+        m.server_cpus.as_deref().unwrap_or("(not pinned)")
+    );
+    let _ = writeln!(
+        s,
+        "- versions: {}, node {}, ws {}, socket.io {}, wasmgate {}",
+        m.rustc, m.node, m.ws, m.socketio, m.wasmgate
+    );
+    let _ = writeln!(
+        s,
+        "- ↓ lower is better, ↑ higher is better; ratio = server ÷ Node ws\n"
+    );
+    let ws = r.servers.iter().position(|x| x.server == ServerKind::Ws);
+    let _ = write!(s, "| scenario | metric |");
+    for x in &r.servers {
+        let _ = write!(s, " {} |", x.server.label());
+    }
+    let others: Vec<usize> = (0..r.servers.len()).filter(|&i| Some(i) != ws).collect();
+    if ws.is_some() {
+        for &i in &others {
+            let _ = write!(s, " {} ÷ ws |", r.servers[i].server.label());
+        }
+    }
+    let _ = write!(s, "\n|---|---|");
+    let ncols = r.servers.len() + if ws.is_some() { others.len() } else { 0 };
+    s.push_str(&"---:|".repeat(ncols));
+    s.push('\n');
+    for row in rows(r) {
+        let arrow = match row.better {
+            Better::Lower => "↓",
+            Better::Higher => "↑",
+        };
+        let _ = write!(s, "| {} | {} {arrow} |", row.group, row.metric);
+        for c in &row.cells {
+            match c {
+                Cell::Num(v) => {
+                    let _ = write!(s, " {} |", fmt_num(*v, row.count));
+                }
+                Cell::Text(t) => {
+                    let _ = write!(s, " {t} |");
+                }
+            }
+        }
+        if let Some(w) = ws {
+            for &i in &others {
+                match (&row.cells[i], &row.cells[w]) {
+                    (Cell::Num(a), Cell::Num(b)) if *b != 0.0 && !row.count => {
+                        let _ = write!(s, " {:.2}× |", a / b);
+                    }
+                    _ => s.push_str("  |"),
+                }
+            }
+        }
+        s.push('\n');
+    }
+    let notes = notes(r);
+    if !notes.is_empty() {
+        s.push_str("\nNotes:\n");
+        for n in notes {
+            let _ = writeln!(s, "- {}", n.replace('\n', " "));
+        }
+    }
+    s
+}

@@ -1,0 +1,190 @@
+//! Scenario 3, echo/RPC: clients in a closed loop (one request in flight each), measuring
+//! answered requests per second and their latency. Two paths: the gateway's native
+//! `ping`/`pong`, and an application echo (wasmgate: the echo plugin; peers: a JS handler).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::client::{Conn, Target};
+use crate::cpu::{CpuMeter, CpuUse};
+use crate::fleet::{self, FleetSpec};
+use crate::params::Params;
+use crate::server::Server;
+use crate::stats::Dist;
+
+/// Which echo is exercised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EchoPath {
+    /// Text `ping` answered `pong` by the server itself.
+    Native,
+    /// Text `<x>` answered `echo:<x>` by application code (plugin / JS handler).
+    App,
+}
+
+/// Result of one echo run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EchoResult {
+    /// Path exercised.
+    pub path: EchoPath,
+    /// `systemId` the clients used.
+    pub system: String,
+    /// Concurrent clients (one request in flight each).
+    pub clients: usize,
+    /// Length of the measured window, seconds.
+    pub window_secs: f64,
+    /// Replies received inside the window.
+    pub replies: usize,
+    /// Replies per second inside the window.
+    pub per_sec: f64,
+    /// Request-to-reply latency of the replies inside the window.
+    pub latency: Option<Dist>,
+    /// Requests left unanswered for 5 s, or failed connections.
+    pub errors: usize,
+    /// CPU used in the window.
+    pub cpu: CpuUse,
+    /// Server CPU microseconds per reply (robust to a busy machine).
+    pub server_us_per_reply: f64,
+}
+
+/// Bound on one reply: past it, the client gives up (counted in `errors`).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The measured window (`start..end`), published once every client is connected.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+async fn client(
+    idx: usize,
+    mut conn: Conn,
+    target: Target,
+    path: EchoPath,
+    mut go: watch::Receiver<Option<Window>>,
+    errors: Arc<AtomicUsize>,
+) -> Vec<u32> {
+    let mut lat = Vec::new();
+    let mut seq = 0u64;
+    // Clients start together once all are connected.
+    let w = match go.wait_for(Option::is_some).await {
+        Ok(w) => match *w {
+            Some(w) => w,
+            None => return lat,
+        },
+        Err(_) => return lat,
+    };
+    while Instant::now() < w.end {
+        seq += 1;
+        let (req, expect) = match path {
+            EchoPath::Native => ("ping".to_owned(), "pong".to_owned()),
+            EchoPath::App => {
+                let body = format!("e{idx}.{seq}");
+                (target.echo_request(&body), target.echo_reply(&body))
+            }
+        };
+        let sent = Instant::now();
+        if conn.send_text(req).await.is_err() {
+            errors.fetch_add(1, Ordering::Relaxed);
+            return lat;
+        }
+        let wait = async {
+            loop {
+                match conn.recv().await {
+                    Ok(Some(f)) if f.as_str() == expect => return true,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return false,
+                }
+            }
+        };
+        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return lat;
+            }
+        }
+        let done = Instant::now();
+        if done >= w.start && done < w.end {
+            lat.push(u32::try_from((done - sent).as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+    lat
+}
+
+/// Runs the scenario against a fresh server, on `system`.
+pub async fn run(
+    server: &mut Server,
+    p: &Params,
+    path: EchoPath,
+    system: &str,
+) -> Result<EchoResult> {
+    let n = p.echo_clients;
+    let target = server.target();
+    let spec = FleetSpec {
+        target,
+        system: Arc::from(system),
+        spread: p.spread(n),
+        source_addrs: p.source_addrs,
+        inflight: p.setup_inflight,
+        timeout: Duration::from_secs(30),
+    };
+    let (go, go_rx) = watch::channel(None);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut set = JoinSet::new();
+    let e = errors.clone();
+    let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
+        client(i, c, target, path, go_rx.clone(), e.clone())
+    })
+    .await?;
+    if opened.failed > 0 {
+        bail!(
+            "{} of {n} connections failed: {}",
+            opened.failed,
+            opened.first_error.unwrap_or_default()
+        );
+    }
+    // Connecting is not measured: the window opens after the warm-up that follows it.
+    let start = Instant::now() + Params::ms(p.echo_warmup_ms);
+    let w = Window {
+        start,
+        end: start + Params::ms(p.echo_ms),
+    };
+    go.send_replace(Some(w));
+    tokio::time::sleep_until(w.start.into()).await;
+    let meter = CpuMeter::start(server.pid)?;
+    tokio::time::sleep_until(w.end.into()).await;
+    let cpu = meter.stop()?;
+    let mut lat = Vec::new();
+    let deadline = w.end + REPLY_TIMEOUT + Duration::from_secs(2);
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline.into(), set.join_next()).await {
+        if let Ok(Some(v)) = r {
+            lat.extend(v);
+        }
+    }
+    set.shutdown().await;
+    server.check_alive()?;
+    let window_secs = Params::ms(p.echo_ms).as_secs_f64();
+    let replies = lat.len();
+    let out = EchoResult {
+        path,
+        system: system.to_owned(),
+        clients: n,
+        window_secs,
+        replies,
+        per_sec: replies as f64 / window_secs,
+        latency: Dist::from_us(&mut lat),
+        errors: errors.load(Ordering::Relaxed),
+        server_us_per_reply: cpu.server_secs * 1e6 / replies.max(1) as f64,
+        cpu,
+    };
+    tracing::info!(server = server.kind.label(), ?out, "echo");
+    Ok(out)
+}

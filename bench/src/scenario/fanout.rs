@@ -1,0 +1,374 @@
+//! Scenario 2, fan-out: N clients in one group; one broadcast timed to its first, median,
+//! p99 and last delivery, then sustained broadcasts at a fixed rate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::client::Conn;
+use crate::cpu::{CpuMeter, CpuUse};
+use crate::fleet::{self, FleetSpec};
+use crate::http::{self, Api};
+use crate::params::Params;
+use crate::server::{BENCH_SYSTEM, Server};
+use crate::stats::{Dist, rank};
+
+const GROUP: &str = "bench-fanout";
+const MARKER: &str = "#bench#";
+
+/// Delivery of the single broadcast.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Single {
+    /// Clients that received it.
+    pub received: usize,
+    /// Time from just before the HTTP trigger to the first delivery, ms.
+    pub first_ms: f64,
+    /// ... to the median delivery.
+    pub p50_ms: f64,
+    /// ... to the 99th-percentile delivery.
+    pub p99_ms: f64,
+    /// ... to the last delivery.
+    pub last_ms: f64,
+    /// How long the HTTP trigger itself took to be answered.
+    pub trigger_ms: f64,
+}
+
+/// The sustained phase.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sustained {
+    /// Broadcasts sent.
+    pub sent: usize,
+    /// Deliveries expected (sent × clients).
+    pub expected: u64,
+    /// Deliveries seen.
+    pub delivered: u64,
+    /// Deliveries of a message not newer than the last one that client saw.
+    pub out_of_order: u64,
+    /// Delivered messages per second, first trigger to last delivery.
+    pub msgs_per_sec: f64,
+    /// Per broadcast, trigger to its last delivery.
+    pub last_delivery: Option<Dist>,
+    /// CPU used from the first trigger to the last delivery.
+    pub cpu: CpuUse,
+    /// Server CPU microseconds per delivered message.
+    pub server_us_per_delivery: f64,
+}
+
+/// Result of the fan-out scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FanoutResult {
+    /// Clients in the group.
+    pub clients: usize,
+    /// Seconds to connect them and bind them to the group.
+    pub setup_secs: f64,
+    /// The single broadcast.
+    pub single: Single,
+    /// The sustained phase.
+    pub sustained: Sustained,
+    /// Connections the server closed during the scenario.
+    pub dropped: usize,
+}
+
+/// Receive-side records, written by the per-connection tasks.
+struct Shared {
+    base: Instant,
+    /// Every frame, used to wait for quiet after setup.
+    frames: AtomicU64,
+    /// Per client: arrival of broadcast 0 (ns after `base`, 0 = not yet).
+    single: Vec<AtomicU64>,
+    single_count: AtomicUsize,
+    /// Per broadcast 1..: deliveries and the latest arrival (ns after `base`).
+    seq_count: Vec<AtomicU32>,
+    seq_last: Vec<AtomicU64>,
+    delivered: AtomicU64,
+    out_of_order: AtomicU64,
+    last_arrival: AtomicU64,
+    dropped: AtomicUsize,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// `#bench#<seq>#` anywhere in the frame → seq.
+fn parse_marker(frame: &str) -> Option<usize> {
+    let at = frame.find(MARKER)? + MARKER.len();
+    let digits = &frame[at..];
+    let end = digits.find('#')?;
+    digits[..end].parse().ok()
+}
+
+fn payload(seq: usize, len: usize) -> String {
+    let mut s = format!("{MARKER}{seq}#");
+    while s.len() < len {
+        s.push('x');
+    }
+    s
+}
+
+async fn receiver(idx: usize, mut conn: Conn, sh: Arc<Shared>) {
+    let mut last_seq = 0;
+    loop {
+        let frame = match conn.recv().await {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(_) => {
+                sh.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        sh.frames.fetch_add(1, Ordering::Relaxed);
+        let Some(seq) = parse_marker(frame.as_str()) else {
+            continue;
+        };
+        let now = sh.now_ns();
+        if seq == 0 {
+            if let Some(slot) = sh.single.get(idx)
+                && slot
+                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                sh.single_count.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        if seq <= last_seq {
+            sh.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        last_seq = last_seq.max(seq);
+        if let (Some(c), Some(l)) = (sh.seq_count.get(seq), sh.seq_last.get(seq)) {
+            c.fetch_add(1, Ordering::Relaxed);
+            l.fetch_max(now, Ordering::Relaxed);
+        }
+        sh.delivered.fetch_add(1, Ordering::Relaxed);
+        sh.last_arrival.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Waits until no frame arrived for `quiet` (bounded by `limit`): join notices and the
+/// like must be over before anything is timed.
+async fn wait_quiet(sh: &Shared, quiet: Duration, limit: Duration) {
+    let start = Instant::now();
+    let mut seen = sh.frames.load(Ordering::Relaxed);
+    while start.elapsed() < limit {
+        tokio::time::sleep(quiet).await;
+        let now = sh.frames.load(Ordering::Relaxed);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+    tracing::warn!("frames still arriving after {limit:?} of setup");
+}
+
+/// Waits until `done()` or `limit`, also giving up after `stall` without progress.
+async fn wait_for(mut progress: impl FnMut() -> (bool, u64), limit: Duration, stall: Duration) {
+    let start = Instant::now();
+    let (mut last, mut last_change) = (progress().1, Instant::now());
+    while start.elapsed() < limit {
+        let (done, n) = progress();
+        if done {
+            return;
+        }
+        if n != last {
+            last = n;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > stall {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn body(seq: usize, p: &Params) -> serde_json::Value {
+    serde_json::json!({
+        "groupName": GROUP, "sendUserId": "bench", "code": 0, "msg": "bench",
+        "data": payload(seq, p.payload_bytes),
+    })
+}
+
+/// Runs the scenario against a fresh server.
+pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
+    let n = p.fanout_clients;
+    let sent_target = (f64::from(p.fanout_rate) * p.fanout_secs).round().max(1.0) as usize;
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        frames: AtomicU64::new(0),
+        single: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        single_count: AtomicUsize::new(0),
+        seq_count: (0..=sent_target).map(|_| AtomicU32::new(0)).collect(),
+        seq_last: (0..=sent_target).map(|_| AtomicU64::new(0)).collect(),
+        delivered: AtomicU64::new(0),
+        out_of_order: AtomicU64::new(0),
+        last_arrival: AtomicU64::new(0),
+        dropped: AtomicUsize::new(0),
+    });
+    let spec = FleetSpec {
+        target: server.target(),
+        system: Arc::from(BENCH_SYSTEM),
+        spread: p.spread(n),
+        source_addrs: p.source_addrs,
+        inflight: p.setup_inflight,
+        timeout: Duration::from_secs(30),
+    };
+    let setup = Instant::now();
+    let mut set = JoinSet::new();
+    let s = sh.clone();
+    let opened =
+        fleet::open_many(&spec, 0..n, &mut set, move |i, c| receiver(i, c, s.clone())).await?;
+    if opened.failed > 0 {
+        bail!(
+            "{} of {n} connections failed: {}",
+            opened.failed,
+            opened.first_error.unwrap_or_default()
+        );
+    }
+    let ids = opened.ids.into_iter().map(|(_, id)| id).collect();
+    http::bind_all(server.addr(), BENCH_SYSTEM, GROUP, ids, 8).await?;
+    wait_quiet(&sh, Duration::from_millis(300), Duration::from_secs(30)).await;
+    let setup_secs = setup.elapsed().as_secs_f64();
+    server.check_alive()?;
+
+    let mut api = Api::new(server.addr());
+    // Warm the API connection so the timed trigger is one write on an open socket.
+    api.call(
+        "send_to_system",
+        Some(BENCH_SYSTEM),
+        &serde_json::json!({
+            "sendUserId": "bench", "code": 0, "msg": "warm-up", "data": "warm-up"
+        }),
+    )
+    .await
+    .context("warm-up send_to_system")?;
+    wait_quiet(&sh, Duration::from_millis(200), Duration::from_secs(10)).await;
+
+    let t0 = sh.now_ns();
+    api.call("send_to_group", Some(BENCH_SYSTEM), &body(0, p))
+        .await?;
+    let trigger_ms = (sh.now_ns() - t0) as f64 / 1e6;
+    let s = sh.clone();
+    wait_for(
+        move || {
+            let c = s.single_count.load(Ordering::Relaxed);
+            (c >= n, c as u64)
+        },
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut arrivals: Vec<u64> = sh
+        .single
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .filter(|&a| a > 0)
+        .map(|a| a.saturating_sub(t0))
+        .collect();
+    arrivals.sort_unstable();
+    if arrivals.is_empty() {
+        bail!("the broadcast reached none of the {n} clients");
+    }
+    let ms = |v: u64| v as f64 / 1e6;
+    let single = Single {
+        received: arrivals.len(),
+        first_ms: ms(arrivals[0]),
+        p50_ms: ms(arrivals[rank(arrivals.len(), 0.5)]),
+        p99_ms: ms(arrivals[rank(arrivals.len(), 0.99)]),
+        last_ms: ms(arrivals[arrivals.len() - 1]),
+        trigger_ms,
+    };
+    tracing::info!(server = server.kind.label(), ?single, "fan-out single");
+
+    let sustained = sustained(server, p, &sh, &mut api, n, sent_target).await?;
+    server.check_alive()?;
+    let dropped = sh.dropped.load(Ordering::Relaxed);
+    set.shutdown().await;
+    Ok(FanoutResult {
+        clients: n,
+        setup_secs,
+        single,
+        sustained,
+        dropped,
+    })
+}
+
+async fn sustained(
+    server: &Server,
+    p: &Params,
+    sh: &Arc<Shared>,
+    api: &mut Api,
+    n: usize,
+    count: usize,
+) -> Result<Sustained> {
+    let interval = Duration::from_secs_f64(1.0 / f64::from(p.fanout_rate.max(1)));
+    let mut sent_at = vec![0u64; count + 1];
+    let meter = CpuMeter::start(server.pid)?;
+    let start = Instant::now();
+    let first_send = sh.now_ns();
+    for (seq, at) in sent_at.iter_mut().enumerate().skip(1) {
+        tokio::time::sleep_until((start + interval * u32::try_from(seq - 1)?).into()).await;
+        *at = sh.now_ns();
+        api.call("send_to_group", Some(BENCH_SYSTEM), &body(seq, p))
+            .await?;
+    }
+    let expected = (count * n) as u64;
+    let s = sh.clone();
+    wait_for(
+        move || {
+            let d = s.delivered.load(Ordering::Relaxed);
+            (d >= expected, d)
+        },
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    )
+    .await;
+    let cpu = meter.stop()?;
+    let delivered = sh.delivered.load(Ordering::Relaxed);
+    let span = sh
+        .last_arrival
+        .load(Ordering::Relaxed)
+        .saturating_sub(first_send);
+    let last: Vec<u64> = (1..=count)
+        .filter(|&s| sh.seq_count[s].load(Ordering::Relaxed) > 0)
+        .map(|s| {
+            sh.seq_last[s]
+                .load(Ordering::Relaxed)
+                .saturating_sub(sent_at[s])
+        })
+        .collect();
+    let out = Sustained {
+        sent: count,
+        expected,
+        delivered,
+        out_of_order: sh.out_of_order.load(Ordering::Relaxed),
+        msgs_per_sec: if span > 0 {
+            delivered as f64 / (span as f64 / 1e9)
+        } else {
+            0.0
+        },
+        last_delivery: Dist::from_ns_vec(last),
+        server_us_per_delivery: cpu.server_secs * 1e6 / delivered.max(1) as f64,
+        cpu,
+    };
+    tracing::info!(server = server.kind.label(), ?out, "fan-out sustained");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_carries_its_sequence_number() {
+        let p = payload(42, 100);
+        assert_eq!(p.len(), 100);
+        let framed = format!("{{\"messageId\":\"1\",\"data\":\"{p}\"}}");
+        assert_eq!(parse_marker(&framed), Some(42));
+        assert_eq!(parse_marker("{\"code\":1001}"), None);
+        assert_eq!(parse_marker("#bench#12"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! The scenarios and the runner that gives each (scenario, server) pair a fresh server.
+
+pub mod echo;
+pub mod fanout;
+pub mod idle;
+pub mod reload;
+pub mod storm;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::params::Params;
+use crate::server::{BENCH_SYSTEM, ECHO_SYSTEM, Launcher, Server, ServerKind};
+
+/// What became of one scenario against one server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "status", content = "value", rename_all = "lowercase")]
+pub enum Outcome<T> {
+    /// It ran; the measurements.
+    Ok(T),
+    /// It does not apply (or a needed file is missing); why.
+    Skipped(String),
+    /// It was attempted and failed; the error.
+    Failed(String),
+}
+
+impl<T> Outcome<T> {
+    /// Whether it was attempted and failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Outcome::Failed(_))
+    }
+}
+
+/// The scenarios, in the order `all` runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Idle memory per connection.
+    Idle,
+    /// Broadcast to a group.
+    Fanout,
+    /// Echo answered by the server itself (`ping`/`pong`).
+    EchoNative,
+    /// Echo answered by application code (plugin / JS handler).
+    EchoApp,
+    /// Connections per second.
+    Storm,
+    /// Plugin replaced under load (wasmgate only).
+    Reload,
+}
+
+/// Everything measured against one server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerReport {
+    /// Which server.
+    pub server: ServerKind,
+    /// Scenario 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<Outcome<idle::IdleResult>>,
+    /// Scenario 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<Outcome<fanout::FanoutResult>>,
+    /// Scenario 3, native path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_native: Option<Outcome<echo::EchoResult>>,
+    /// Scenario 3, application path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_app: Option<Outcome<echo::EchoResult>>,
+    /// Scenario 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storm: Option<Outcome<storm::StormResult>>,
+    /// Scenario 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Outcome<reload::ReloadResult>>,
+}
+
+/// Starts a fresh server, runs `f` against it within `limit`, stops the server.
+async fn guarded<T>(
+    l: &Launcher,
+    kind: ServerKind,
+    echo_plugin: bool,
+    limit: Duration,
+    f: impl AsyncFnOnce(&mut Server) -> Result<T>,
+) -> Outcome<T> {
+    let mut server = match l.start(kind, echo_plugin).await {
+        Ok(s) => s,
+        Err(e) => return Outcome::Failed(format!("start: {e:#}")),
+    };
+    let out = match tokio::time::timeout(limit, f(&mut server)).await {
+        Ok(Ok(v)) => Outcome::Ok(v),
+        Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
+        Err(_) => Outcome::Failed(format!("did not finish within {limit:?}")),
+    };
+    if let Outcome::Failed(e) = &out {
+        tracing::warn!(server = kind.label(), error = %e, "scenario failed");
+    }
+    server.stop().await;
+    out
+}
+
+const NO_PLUGIN: &str =
+    "echo plugin .wasm not found (build tests/guests or set WASMGATE_ECHO_WASM)";
+
+/// Runs `scenarios` against every server in `kinds`, scenario by scenario (so the servers
+/// of one scenario are measured close together in time).
+pub async fn run_all(
+    l: &Launcher,
+    kinds: &[ServerKind],
+    scenarios: &[Scenario],
+    p: &Params,
+) -> Vec<ServerReport> {
+    let mut reports: Vec<ServerReport> = kinds
+        .iter()
+        .map(|&server| ServerReport {
+            server,
+            idle: None,
+            fanout: None,
+            echo_native: None,
+            echo_app: None,
+            storm: None,
+            reload: None,
+        })
+        .collect();
+    let limit = Duration::from_secs(p.scenario_timeout_secs);
+    let has_plugin = l.echo_wasm.is_some();
+    for &sc in scenarios {
+        for rep in &mut reports {
+            let k = rep.server;
+            tracing::info!(server = k.label(), scenario = ?sc, "running");
+            match sc {
+                Scenario::Idle => {
+                    rep.idle =
+                        Some(guarded(l, k, false, limit, async |s| idle::run(s, p).await).await);
+                }
+                Scenario::Fanout => {
+                    rep.fanout =
+                        Some(guarded(l, k, false, limit, async |s| fanout::run(s, p).await).await);
+                }
+                Scenario::EchoNative => {
+                    rep.echo_native = Some(if k == ServerKind::Socketio {
+                        Outcome::Skipped(
+                            "Socket.IO has no client-initiated ping frame (see the application echo)"
+                                .into(),
+                        )
+                    } else {
+                        guarded(l, k, false, limit, async |s| {
+                            echo::run(s, p, echo::EchoPath::Native, BENCH_SYSTEM).await
+                        })
+                        .await
+                    });
+                }
+                Scenario::EchoApp => {
+                    let plugin = k == ServerKind::Wasmgate;
+                    rep.echo_app = Some(if plugin && !has_plugin {
+                        Outcome::Skipped(NO_PLUGIN.into())
+                    } else {
+                        guarded(l, k, plugin, limit, async |s| {
+                            echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await
+                        })
+                        .await
+                    });
+                }
+                Scenario::Storm => {
+                    rep.storm =
+                        Some(guarded(l, k, false, limit, async |s| storm::run(s, p).await).await);
+                }
+                Scenario::Reload => {
+                    rep.reload = Some(match (&l.echo_wasm, k) {
+                        (_, ServerKind::Ws | ServerKind::Socketio) => {
+                            Outcome::Skipped("plugin hot reload is a wasmgate feature".into())
+                        }
+                        (None, _) => Outcome::Skipped(NO_PLUGIN.into()),
+                        (Some(wasm), _) => {
+                            guarded(l, k, true, limit, async |s| reload::run(s, p, wasm).await)
+                                .await
+                        }
+                    });
+                }
+            }
+        }
+    }
+    reports
+}

@@ -1,0 +1,324 @@
+//! Scenario 5, hot reload under load (wasmgate only): clients echo through the plugin in a
+//! closed loop while the plugin file is replaced again and again; every request is tracked
+//! so lost, doubled and late replies, dropped connections and the latency during the swaps
+//! can be told apart from the no-swap baseline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::client::{Conn, Target};
+use crate::fleet::{self, FleetSpec};
+use crate::params::Params;
+use crate::server::{ECHO_PLUGIN_FILE, ECHO_SYSTEM, Server};
+use crate::stats::Dist;
+
+/// Result of the hot-reload scenario.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// Clients echoing through the plugin.
+    pub clients: usize,
+    /// Times the plugin file was replaced.
+    pub swaps: usize,
+    /// Time between two replacements.
+    pub swap_interval_ms: u64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests answered (in time or late).
+    pub answered: u64,
+    /// Requests never answered.
+    pub lost: u64,
+    /// Replies received more than once.
+    pub doubled: u64,
+    /// Replies that came after the timeout (the client had moved on).
+    pub late: u64,
+    /// Connections closed by the server during the run.
+    pub dropped_connections: usize,
+    /// Latency before the first swap.
+    pub baseline: Option<Dist>,
+    /// Latency of requests sent while swaps were going on.
+    pub during_swaps: Option<Dist>,
+    /// Lines of the gateway's output that mention a reload (best effort, 0 if it logs none).
+    pub reload_log_lines: usize,
+}
+
+const PENDING: u8 = 0;
+const ANSWERED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+const LATE: u8 = 3;
+
+struct Phase {
+    swapping: AtomicBool,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct ClientStats {
+    sent: u64,
+    answered: u64,
+    lost: u64,
+    doubled: u64,
+    late: u64,
+    dropped: bool,
+    baseline_us: Vec<u32>,
+    swap_us: Vec<u32>,
+}
+
+/// `echo:r<idx>.<seq>` (inside any framing) → seq, when it is this client's.
+fn parse_reply(frame: &str, idx: usize) -> Option<usize> {
+    let at = frame.find("echo:r")? + "echo:r".len();
+    let rest = &frame[at..];
+    let (who, rest) = rest.split_once('.')?;
+    if who.parse::<usize>().ok()? != idx {
+        return None;
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Records a reply for `seq`; true when it answers the request in flight (`current`).
+fn on_reply(st: &mut ClientStats, states: &mut [u8], seq: usize, current: usize) -> bool {
+    let Some(state) = states.get_mut(seq) else {
+        return false;
+    };
+    match *state {
+        PENDING => {
+            *state = ANSWERED;
+            st.answered += 1;
+            return seq == current;
+        }
+        TIMED_OUT => {
+            *state = LATE;
+            st.late += 1;
+            st.answered += 1;
+        }
+        _ => st.doubled += 1,
+    }
+    false
+}
+
+async fn client(
+    idx: usize,
+    mut conn: Conn,
+    target: Target,
+    timeout: Duration,
+    drain: Duration,
+    ph: Arc<Phase>,
+) -> ClientStats {
+    let mut st = ClientStats::default();
+    // Index = sequence number; 0 unused.
+    let mut states = vec![ANSWERED];
+    'send: while !ph.stop.load(Ordering::Relaxed) {
+        let seq = states.len();
+        states.push(PENDING);
+        let swapping = ph.swapping.load(Ordering::Relaxed);
+        let sent = Instant::now();
+        if conn
+            .send_text(target.echo_request(&format!("r{idx}.{seq}")))
+            .await
+            .is_err()
+        {
+            st.dropped = true;
+            break;
+        }
+        st.sent += 1;
+        loop {
+            match tokio::time::timeout_at((sent + timeout).into(), conn.recv()).await {
+                Err(_) => {
+                    states[seq] = TIMED_OUT;
+                    continue 'send;
+                }
+                Ok(Ok(Some(f))) => {
+                    let Some(s) = parse_reply(f.as_str(), idx) else {
+                        continue;
+                    };
+                    if on_reply(&mut st, &mut states, s, seq) {
+                        let us = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                        if swapping {
+                            st.swap_us.push(us)
+                        } else {
+                            st.baseline_us.push(us)
+                        }
+                        continue 'send;
+                    }
+                }
+                Ok(Ok(None) | Err(_)) => {
+                    st.dropped = true;
+                    break 'send;
+                }
+            }
+        }
+    }
+    if !st.dropped {
+        // Late replies may still be on their way.
+        let until = Instant::now() + drain;
+        while let Ok(Ok(Some(f))) = tokio::time::timeout_at(until.into(), conn.recv()).await {
+            if let Some(s) = parse_reply(f.as_str(), idx) {
+                on_reply(&mut st, &mut states, s, 0);
+            }
+        }
+    }
+    st.lost = states
+        .iter()
+        .filter(|&&s| s == TIMED_OUT || s == PENDING)
+        .count() as u64;
+    st
+}
+
+/// `wasm` with a custom section appended: the same component, a different file content
+/// (so a content-hashing gateway sees a new build every time).
+pub fn variant(wasm: &[u8], i: usize) -> Vec<u8> {
+    let name = b"wasmgate-bench-swap";
+    let payload = i.to_string();
+    let mut content = leb128(name.len());
+    content.extend_from_slice(name);
+    content.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0);
+    out.extend(leb128(content.len()));
+    out.extend(content);
+    out
+}
+
+fn leb128(mut v: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn reload_lines(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.to_ascii_lowercase().contains("reload"))
+        .count()
+}
+
+/// Runs the scenario against a fresh gateway started with the echo plugin (`echo_wasm`).
+pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<ReloadResult> {
+    let base = std::fs::read(echo_wasm).with_context(|| format!("read {}", echo_wasm.display()))?;
+    let n = p.reload_clients;
+    let target = server.target();
+    let spec = FleetSpec {
+        target,
+        system: Arc::from(ECHO_SYSTEM),
+        spread: p.spread(n),
+        source_addrs: p.source_addrs,
+        inflight: p.setup_inflight,
+        timeout: Duration::from_secs(30),
+    };
+    let ph = Arc::new(Phase {
+        swapping: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let timeout = Params::ms(p.reload_timeout_ms);
+    let drain = Duration::from_secs(2);
+    let log_before = reload_lines(&server.log());
+    let mut set = JoinSet::new();
+    let ph2 = ph.clone();
+    let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
+        client(i, c, target, timeout, drain, ph2.clone())
+    })
+    .await?;
+    if opened.failed > 0 {
+        bail!(
+            "{} of {n} connections failed: {}",
+            opened.failed,
+            opened.first_error.unwrap_or_default()
+        );
+    }
+    tokio::time::sleep(Params::ms(p.reload_baseline_ms)).await;
+    ph.swapping.store(true, Ordering::Relaxed);
+    let file = server.plugins_dir.join(ECHO_PLUGIN_FILE);
+    let interval = Params::ms(p.reload_interval_ms);
+    let start = Instant::now();
+    for i in 0..p.reload_swaps {
+        tokio::time::sleep_until((start + interval * u32::try_from(i)?).into()).await;
+        // A plain overwrite, as `cp new.wasm plugins/` does (not an atomic rename).
+        tokio::fs::write(&file, variant(&base, i + 1))
+            .await
+            .with_context(|| format!("replace {}", file.display()))?;
+    }
+    // Keep the load on while the last swap is picked up.
+    tokio::time::sleep(interval.max(Duration::from_secs(1))).await;
+    ph.stop.store(true, Ordering::Relaxed);
+    let mut out = ReloadResult {
+        clients: n,
+        swaps: p.reload_swaps,
+        swap_interval_ms: p.reload_interval_ms,
+        ..ReloadResult::default()
+    };
+    let (mut baseline, mut swap) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + timeout + drain + Duration::from_secs(5);
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline.into(), set.join_next()).await {
+        let Ok(Some(st)) = r else { continue };
+        out.sent += st.sent;
+        out.answered += st.answered;
+        out.lost += st.lost;
+        out.doubled += st.doubled;
+        out.late += st.late;
+        out.dropped_connections += usize::from(st.dropped);
+        baseline.extend(st.baseline_us);
+        swap.extend(st.swap_us);
+    }
+    set.shutdown().await;
+    server.check_alive()?;
+    out.baseline = Dist::from_us(&mut baseline);
+    out.during_swaps = Dist::from_us(&mut swap);
+    out.reload_log_lines = reload_lines(&server.log()).saturating_sub(log_before);
+    tracing::info!(?out, "hot reload");
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_matched_to_their_client() {
+        assert_eq!(parse_reply("echo:r7.42", 7), Some(42));
+        assert_eq!(parse_reply("42[\"echo\",\"echo:r7.42\"]", 7), Some(42));
+        assert_eq!(parse_reply("echo:r8.42", 7), None);
+        assert_eq!(parse_reply("pong", 7), None);
+    }
+
+    #[test]
+    fn reply_bookkeeping_tells_late_from_doubled() {
+        let mut st = ClientStats::default();
+        let mut states = vec![ANSWERED, TIMED_OUT, PENDING];
+        assert!(on_reply(&mut st, &mut states, 2, 2));
+        assert!(!on_reply(&mut st, &mut states, 2, 3));
+        assert!(!on_reply(&mut st, &mut states, 1, 3));
+        assert!(!on_reply(&mut st, &mut states, 1, 3));
+        assert!(!on_reply(&mut st, &mut states, 9, 3));
+        assert_eq!((st.answered, st.late, st.doubled), (2, 1, 2));
+    }
+
+    #[test]
+    fn variants_append_a_well_formed_custom_section() {
+        let base = b"\0asm\x0d\0\x01\0".to_vec();
+        let v = variant(&base, 3);
+        assert_eq!(&v[..base.len()], &base[..]);
+        let tail = &v[base.len()..];
+        let name = b"wasmgate-bench-swap";
+        assert_eq!(tail[0], 0, "custom section id");
+        assert_eq!(usize::from(tail[1]), 1 + name.len() + 1, "section size");
+        assert_eq!(usize::from(tail[2]), name.len());
+        assert_eq!(&tail[3..3 + name.len()], name);
+        assert_eq!(&tail[3 + name.len()..], b"3");
+        assert_ne!(variant(&base, 1), variant(&base, 2));
+        assert_eq!(leb128(300), vec![0xac, 0x02]);
+    }
+}

@@ -1,0 +1,299 @@
+//! Starting, measuring and stopping the servers under test: one fresh process per scenario,
+//! on a free port, optionally pinned to a CPU with `taskset`.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::process::{Child, Command};
+
+use crate::client::{Proto, Target};
+
+/// The servers the benchmark compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// The gateway of this repository.
+    Wasmgate,
+    /// `bench/peers/ws-server.js` (Node `ws`).
+    Ws,
+    /// `bench/peers/socketio-server.js` (Socket.IO v4).
+    Socketio,
+}
+
+impl ServerKind {
+    /// Name used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerKind::Wasmgate => "wasmgate",
+            ServerKind::Ws => "Node ws",
+            ServerKind::Socketio => "Socket.IO",
+        }
+    }
+
+    /// Protocol its clients speak.
+    pub fn proto(self) -> Proto {
+        match self {
+            ServerKind::Wasmgate | ServerKind::Ws => Proto::Gateway,
+            ServerKind::Socketio => Proto::SocketIo,
+        }
+    }
+}
+
+/// The system the gateway serves with the echo plugin (and the peers with their JS echo).
+pub const ECHO_SYSTEM: &str = "echo";
+/// The plain system every server has at startup.
+pub const BENCH_SYSTEM: &str = "bench";
+/// File name of the echo plugin inside the gateway's plugins directory.
+pub const ECHO_PLUGIN_FILE: &str = "echo.wasm";
+
+/// How to start each server.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// The `wasmgate` binary, when available.
+    pub wasmgate_bin: Option<PathBuf>,
+    /// The echo plugin component, when available.
+    pub echo_wasm: Option<PathBuf>,
+    /// `node` executable.
+    pub node: PathBuf,
+    /// Directory holding the peers and their `node_modules`.
+    pub peers_dir: PathBuf,
+    /// CPU list for `taskset -c`, keeping the server off the load generator's core.
+    pub server_cpu: Option<String>,
+}
+
+/// A running server.
+pub struct Server {
+    /// Which server this is.
+    pub kind: ServerKind,
+    /// Its listening port on 127.0.0.1.
+    pub port: u16,
+    /// Its process id (taskset execs, so this is the server itself), for RSS readings.
+    pub pid: u32,
+    /// The gateway's plugins directory (empty directory for the peers).
+    pub plugins_dir: PathBuf,
+    child: Child,
+    log_path: PathBuf,
+    /// Owns the scratch directory (config, plugins, log) for the server's lifetime.
+    _dir: tempfile::TempDir,
+}
+
+impl Launcher {
+    /// Starts `kind` on a free port and waits until it accepts connections. With
+    /// `echo_plugin`, the gateway gets the echo plugin in its plugins directory.
+    pub async fn start(&self, kind: ServerKind, echo_plugin: bool) -> Result<Server> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasmgate-bench-")
+            .tempdir()
+            .context("scratch directory")?;
+        let plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir(&plugins_dir).context("plugins directory")?;
+        let port = free_port()?;
+        let (program, args) = match kind {
+            ServerKind::Wasmgate => {
+                let bin = self
+                    .wasmgate_bin
+                    .clone()
+                    .context("wasmgate binary not found (build it or set WASMGATE_BIN)")?;
+                if echo_plugin {
+                    let wasm = self
+                        .echo_wasm
+                        .as_ref()
+                        .context("echo plugin .wasm not found")?;
+                    std::fs::copy(wasm, plugins_dir.join(ECHO_PLUGIN_FILE))
+                        .with_context(|| format!("copy {}", wasm.display()))?;
+                }
+                let config = dir.path().join("wasmgate.toml");
+                std::fs::write(&config, wasmgate_config(echo_plugin)).context("write config")?;
+                let args = vec![
+                    "--listen".into(),
+                    format!("127.0.0.1:{port}"),
+                    "--plugins".into(),
+                    plugins_dir.display().to_string(),
+                    "--config".into(),
+                    config.display().to_string(),
+                ];
+                (bin, args)
+            }
+            ServerKind::Ws | ServerKind::Socketio => {
+                let script = match kind {
+                    ServerKind::Ws => "ws-server.js",
+                    _ => "socketio-server.js",
+                };
+                let script = self.peers_dir.join(script);
+                if !self.peers_dir.join("node_modules").join("ws").is_dir() {
+                    bail!(
+                        "{}/node_modules is missing: run `npm ci` there (scripts/bench.sh does)",
+                        self.peers_dir.display()
+                    );
+                }
+                let args = vec![
+                    script.display().to_string(),
+                    "--port".into(),
+                    port.to_string(),
+                ];
+                (self.node.clone(), args)
+            }
+        };
+        let log_path = dir.path().join("server.log");
+        let log = File::create(&log_path).context("server log")?;
+        let mut cmd = match &self.server_cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(&args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log handle")?)
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {}", program.display()))?;
+        let pid = child.id().context("server exited at once")?;
+        let mut server = Server {
+            kind,
+            port,
+            pid,
+            plugins_dir,
+            child,
+            log_path,
+            _dir: dir,
+        };
+        server.wait_ready(Duration::from_secs(60)).await?;
+        Ok(server)
+    }
+}
+
+/// The gateway config: the `bench` system, plus an `echo` system served by the echo plugin.
+fn wasmgate_config(echo_plugin: bool) -> String {
+    let mut s = String::from("[systems.bench]\n");
+    if echo_plugin {
+        s.push_str(&format!("\n[systems.{ECHO_SYSTEM}]\nplugin = \"echo\"\n"));
+    }
+    s
+}
+
+/// A port that was free a moment ago (bind to 0, read it, release it).
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("find a free port")?;
+    Ok(l.local_addr().context("local addr")?.port())
+}
+
+impl Server {
+    /// How clients reach it.
+    pub fn target(&self) -> Target {
+        Target {
+            proto: self.kind.proto(),
+            addr: self.addr(),
+        }
+    }
+
+    /// Its listening address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().context("poll server")? {
+                bail!(
+                    "{} exited during startup ({status}): {}",
+                    self.kind.label(),
+                    self.log_tail()
+                );
+            }
+            if tokio::net::TcpStream::connect(self.addr()).await.is_ok() {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "{} not listening after {limit:?}: {}",
+                    self.kind.label(),
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Resident set size of the server process, in KiB (`VmRSS` of /proc/PID/status).
+    pub fn rss_kib(&self) -> Result<u64> {
+        rss_kib(self.pid)
+    }
+
+    /// Fails with the log tail if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait().context("poll server")? {
+            bail!(
+                "{} exited ({status}): {}",
+                self.kind.label(),
+                self.log_tail()
+            );
+        }
+        Ok(())
+    }
+
+    /// The server's output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The last lines of the server's output, for error messages.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        if tail.is_empty() {
+            "(no output)".into()
+        } else {
+            format!("last output:\n{tail}")
+        }
+    }
+
+    /// Kills the process and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    parse_vm_rss(&status).with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_vm_rss_of_this_process() {
+        assert_eq!(parse_vm_rss("Name:\tx\nVmRSS:\t   1234 kB\n"), Some(1234));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        let own = rss_kib(std::process::id()).expect("own RSS");
+        assert!(
+            own > 100,
+            "RSS of a running test binary is above 100 KiB, got {own}"
+        );
+    }
+}
