@@ -1,0 +1,236 @@
+// wasmgate chat plugin in JavaScript (world wasmgate:plugin/plugin@0.1.0).
+//
+// Speaks the same JSON protocol as the Rust chat plugin: a client sends text frames
+// `{"event": <name>, "data": {...}}` and gets replies
+// `{"event": <name>, "code": 0, "msg": "ok", "data": ...}` or
+// `{"event": <name>, "code": <non-zero>, "msg": "<why>"}`.
+//
+// Build: scripts/build-js-plugin.sh plugins/js-chat plugins/js-chat.wasm
+
+import * as host from "wasmgate:plugin/host@0.1.0";
+
+const LANG = "javascript";
+
+// Error codes shared by the JS, Python and C examples.
+const BAD_REQUEST = 400; // malformed JSON or a missing field
+const FORBIDDEN = 403; // saying something in a room you did not join
+const NOT_FOUND = 404; // unknown event, or nobody to whisper to
+const CONFLICT = 409; // nickname already taken by another client
+const HOST_ERROR = 500; // a host call failed; msg says why
+
+// Plugin memory: lost on a trap or a reload, so only the config lives here.
+let configVersion = "1";
+
+/** Thrown by handlers to produce an error reply. */
+class Reply extends Error {
+  constructor(code, msg) {
+    super(msg);
+    this.code = code;
+  }
+}
+
+/** Turns a host `error` variant (thrown by a host call) into a readable string. */
+function describe(err) {
+  if (err && typeof err === "object" && "tag" in err) {
+    return `${err.tag}: ${err.val}`;
+  }
+  if (err && typeof err === "object" && "payload" in err) {
+    return describe(err.payload);
+  }
+  return String(err);
+}
+
+/** Calls a host function, mapping its error to a 500 reply. */
+function call(fn) {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof Reply) throw err;
+    throw new Reply(HOST_ERROR, describe(err));
+  }
+}
+
+function text(s) {
+  return { tag: "text", val: s };
+}
+
+function send(client, obj) {
+  try {
+    host.sendToClient(client, text(JSON.stringify(obj)));
+  } catch (err) {
+    host.log("warn", `send to ${client} failed: ${describe(err)}`);
+  }
+}
+
+/** A required non-empty string field of `data`. */
+function field(data, name) {
+  const v = data[name];
+  if (typeof v !== "string" || v.length === 0) {
+    throw new Reply(BAD_REQUEST, `missing field '${name}'`);
+  }
+  return v;
+}
+
+/** The nickname of a client (its uid), or its client id when it has none. */
+function nameOf(client) {
+  const uid = call(() => host.getUidByClientId(client));
+  return uid ?? client;
+}
+
+const handlers = {
+  nick(client, data) {
+    const name = field(data, "name");
+    const owners = host.getClientIdsByUid(name);
+    if (owners.some((c) => c !== client)) {
+      throw new Reply(CONFLICT, `nick '${name}' is taken`);
+    }
+    call(() => host.bindUid(client, name));
+    return { name };
+  },
+  join(client, data) {
+    const room = field(data, "room");
+    call(() => host.joinGroup(client, room));
+    return { room };
+  },
+  leave(client, data) {
+    const room = field(data, "room");
+    call(() => host.leaveGroup(client, room));
+    return { room };
+  },
+  say(client, data) {
+    const room = field(data, "room");
+    const said = field(data, "text");
+    if (!host.getClientIdsByGroup(room).includes(client)) {
+      throw new Reply(FORBIDDEN, `not in room '${room}'`);
+    }
+    const from = nameOf(client);
+    const msg = JSON.stringify({ event: "said", data: { room, from, text: said } });
+    const delivered = call(() => host.sendToGroup(room, text(msg), []));
+    return { room, delivered };
+  },
+  whisper(client, data) {
+    const to = field(data, "to");
+    const said = field(data, "text");
+    const from = nameOf(client);
+    const msg = JSON.stringify({ event: "whisper", data: { from, text: said } });
+    const delivered = call(() => host.sendToUid(to, text(msg)));
+    if (delivered === 0) {
+      throw new Reply(NOT_FOUND, `'${to}' is not online`);
+    }
+    return { to, delivered };
+  },
+  who(_client, data) {
+    const room = field(data, "room");
+    return { room, uids: host.getUidsByGroup(room) };
+  },
+  "info-set"(client, data) {
+    const key = field(data, "key");
+    const value = data.value;
+    if (typeof value !== "string") {
+      throw new Reply(BAD_REQUEST, "missing field 'value'");
+    }
+    call(() => host.updateInfo(client, [[key, value]]));
+    return { key, value };
+  },
+  "info-get"(client) {
+    const info = call(() => host.getInfo(client));
+    return Object.fromEntries(info);
+  },
+  "kv-incr"(_client, data) {
+    const key = field(data, "key");
+    return { value: call(() => host.kvIncr(key, 1)) };
+  },
+  timer(client, data) {
+    const ms = data.ms;
+    if (!Number.isInteger(ms) || ms < 0) {
+      throw new Reply(BAD_REQUEST, "missing field 'ms'");
+    }
+    const payload = data.payload ?? null;
+    const id = call(() => host.setTimer(ms, JSON.stringify({ client, payload })));
+    return { id };
+  },
+  version() {
+    return { version: configVersion };
+  },
+};
+
+function handleText(client, frame) {
+  if (frame === "hello") {
+    host.sendToClient(client, text(`hello from ${LANG}`));
+    return;
+  }
+  let req;
+  try {
+    req = JSON.parse(frame);
+  } catch {
+    send(client, { event: "error", code: BAD_REQUEST, msg: "invalid json" });
+    return;
+  }
+  if (req === null || typeof req !== "object" || typeof req.event !== "string") {
+    send(client, { event: "error", code: BAD_REQUEST, msg: "missing event" });
+    return;
+  }
+  const event = req.event;
+  const data = req.data !== null && typeof req.data === "object" ? req.data : {};
+  const handler = Object.hasOwn(handlers, event) ? handlers[event] : undefined;
+  if (!handler) {
+    send(client, { event, code: NOT_FOUND, msg: `unknown event '${event}'` });
+    return;
+  }
+  try {
+    const result = handler(client, data);
+    send(client, { event, code: 0, msg: "ok", data: result });
+  } catch (err) {
+    if (err instanceof Reply) {
+      send(client, { event, code: err.code, msg: err.message });
+    } else {
+      send(client, { event, code: HOST_ERROR, msg: describe(err) });
+    }
+  }
+}
+
+export function init(config) {
+  if (config.trim().length > 0) {
+    try {
+      const parsed = JSON.parse(config);
+      if (parsed && typeof parsed === "object" && parsed.version !== undefined) {
+        configVersion = String(parsed.version);
+      }
+    } catch {
+      // Not JSON: keep the default version.
+    }
+  }
+  host.log("info", `${LANG} chat ready, version ${configVersion}`);
+}
+
+export function onConnect(_client) {
+  // Everyone is welcome.
+}
+
+export function onMessage(client, msg) {
+  if (msg.tag === "text") {
+    handleText(client, msg.val);
+  } else {
+    // Binary frames are echoed back as they came.
+    try {
+      host.sendToClient(client, msg);
+    } catch (err) {
+      host.log("warn", `echo failed: ${describe(err)}`);
+    }
+  }
+}
+
+export function onClose(client, reason) {
+  host.log("debug", `${client} left (${reason.code})`);
+}
+
+export function onTimer(_id, payload) {
+  let parsed;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    host.log("warn", `bad timer payload ${payload}`);
+    return;
+  }
+  send(parsed.client, { event: "timer", data: { payload: parsed.payload } });
+}

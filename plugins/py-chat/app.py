@@ -1,0 +1,246 @@
+"""wasmgate chat plugin in Python (world wasmgate:plugin/plugin@0.1.0).
+
+Speaks the same JSON protocol as the Rust chat plugin: a client sends text frames
+``{"event": <name>, "data": {...}}`` and gets replies
+``{"event": <name>, "code": 0, "msg": "ok", "data": ...}`` or
+``{"event": <name>, "code": <non-zero>, "msg": "<why>"}``.
+
+Build: scripts/build-py-plugin.sh plugins/py-chat plugins/py-chat.wasm
+"""
+
+import json
+from typing import Any, Callable, Dict, TypeVar
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host
+from wit_world.imports.types import (
+    CloseReason,
+    Level,
+    Message,
+    Message_Binary,
+    Message_Text,
+)
+
+LANG = "python"
+
+# Error codes shared by the JS, Python and C examples.
+BAD_REQUEST = 400  # malformed JSON or a missing field
+FORBIDDEN = 403  # saying something in a room you did not join
+NOT_FOUND = 404  # unknown event, or nobody to whisper to
+CONFLICT = 409  # nickname already taken by another client
+HOST_ERROR = 500  # a host call failed; msg says why
+
+# Plugin memory: lost on a trap or a reload, so only the config lives here.
+_version = "1"
+
+T = TypeVar("T")
+
+
+class Reply(Exception):
+    """Raised by handlers to produce an error reply."""
+
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+def describe(err: Any) -> str:
+    """A host `error` variant (raised as `Err`) as a readable string."""
+    if isinstance(err, Err):
+        err = err.value
+    name = type(err).__name__.removeprefix("Error_")
+    kebab = "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+    value = getattr(err, "value", err)
+    return f"{kebab}: {value}"
+
+
+def call(fn: Callable[[], T]) -> T:
+    """Calls a host function, mapping its error to a 500 reply."""
+    try:
+        return fn()
+    except Err as err:
+        raise Reply(HOST_ERROR, describe(err)) from None
+
+
+def send(client: str, obj: Dict[str, Any]) -> None:
+    try:
+        host.send_to_client(client, Message_Text(json.dumps(obj)))
+    except Err as err:
+        host.log(Level.WARN, f"send to {client} failed: {describe(err)}")
+
+
+def field(data: Dict[str, Any], name: str) -> str:
+    """A required non-empty string field of `data`."""
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise Reply(BAD_REQUEST, f"missing field '{name}'")
+    return value
+
+
+def name_of(client: str) -> str:
+    """The nickname of a client (its uid), or its client id when it has none."""
+    uid = call(lambda: host.get_uid_by_client_id(client))
+    return uid if uid is not None else client
+
+
+def on_nick(client: str, data: Dict[str, Any]) -> Any:
+    name = field(data, "name")
+    if any(c != client for c in host.get_client_ids_by_uid(name)):
+        raise Reply(CONFLICT, f"nick '{name}' is taken")
+    call(lambda: host.bind_uid(client, name))
+    return {"name": name}
+
+
+def on_join(client: str, data: Dict[str, Any]) -> Any:
+    room = field(data, "room")
+    call(lambda: host.join_group(client, room))
+    return {"room": room}
+
+
+def on_leave(client: str, data: Dict[str, Any]) -> Any:
+    room = field(data, "room")
+    call(lambda: host.leave_group(client, room))
+    return {"room": room}
+
+
+def on_say(client: str, data: Dict[str, Any]) -> Any:
+    room = field(data, "room")
+    text = field(data, "text")
+    if client not in host.get_client_ids_by_group(room):
+        raise Reply(FORBIDDEN, f"not in room '{room}'")
+    said = {"event": "said", "data": {"room": room, "from": name_of(client), "text": text}}
+    delivered = call(lambda: host.send_to_group(room, Message_Text(json.dumps(said)), []))
+    return {"room": room, "delivered": delivered}
+
+
+def on_whisper(client: str, data: Dict[str, Any]) -> Any:
+    to = field(data, "to")
+    text = field(data, "text")
+    msg = {"event": "whisper", "data": {"from": name_of(client), "text": text}}
+    delivered = call(lambda: host.send_to_uid(to, Message_Text(json.dumps(msg))))
+    if delivered == 0:
+        raise Reply(NOT_FOUND, f"'{to}' is not online")
+    return {"to": to, "delivered": delivered}
+
+
+def on_who(_client: str, data: Dict[str, Any]) -> Any:
+    room = field(data, "room")
+    return {"room": room, "uids": host.get_uids_by_group(room)}
+
+
+def on_info_set(client: str, data: Dict[str, Any]) -> Any:
+    key = field(data, "key")
+    value = data.get("value")
+    if not isinstance(value, str):
+        raise Reply(BAD_REQUEST, "missing field 'value'")
+    call(lambda: host.update_info(client, [(key, value)]))
+    return {"key": key, "value": value}
+
+
+def on_info_get(client: str, _data: Dict[str, Any]) -> Any:
+    return dict(call(lambda: host.get_info(client)))
+
+
+def on_kv_incr(_client: str, data: Dict[str, Any]) -> Any:
+    key = field(data, "key")
+    return {"value": call(lambda: host.kv_incr(key, 1))}
+
+
+def on_timer_request(client: str, data: Dict[str, Any]) -> Any:
+    ms = data.get("ms")
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0:
+        raise Reply(BAD_REQUEST, "missing field 'ms'")
+    payload = json.dumps({"client": client, "payload": data.get("payload")})
+    return {"id": call(lambda: host.set_timer(ms, payload))}
+
+
+def on_version(_client: str, _data: Dict[str, Any]) -> Any:
+    return {"version": _version}
+
+
+HANDLERS: Dict[str, Callable[[str, Dict[str, Any]], Any]] = {
+    "nick": on_nick,
+    "join": on_join,
+    "leave": on_leave,
+    "say": on_say,
+    "whisper": on_whisper,
+    "who": on_who,
+    "info-set": on_info_set,
+    "info-get": on_info_get,
+    "kv-incr": on_kv_incr,
+    "timer": on_timer_request,
+    "version": on_version,
+}
+
+
+def handle_text(client: str, frame: str) -> None:
+    if frame == "hello":
+        host.send_to_client(client, Message_Text(f"hello from {LANG}"))
+        return
+    try:
+        req = json.loads(frame)
+    except ValueError:
+        send(client, {"event": "error", "code": BAD_REQUEST, "msg": "invalid json"})
+        return
+    if not isinstance(req, dict) or not isinstance(req.get("event"), str):
+        send(client, {"event": "error", "code": BAD_REQUEST, "msg": "missing event"})
+        return
+    event = req["event"]
+    data = req.get("data")
+    if not isinstance(data, dict):
+        data = {}
+    handler = HANDLERS.get(event)
+    if handler is None:
+        send(client, {"event": event, "code": NOT_FOUND, "msg": f"unknown event '{event}'"})
+        return
+    try:
+        result = handler(client, data)
+    except Reply as reply:
+        send(client, {"event": event, "code": reply.code, "msg": reply.msg})
+        return
+    except Err as err:
+        send(client, {"event": event, "code": HOST_ERROR, "msg": describe(err)})
+        return
+    send(client, {"event": event, "code": 0, "msg": "ok", "data": result})
+
+
+class WitWorld(wit_world.WitWorld):
+    """The exports of the `plugin` world."""
+
+    def init(self, config: str) -> None:
+        global _version
+        if config.strip():
+            try:
+                parsed = json.loads(config)
+            except ValueError:
+                parsed = None  # Not JSON: keep the default version.
+            if isinstance(parsed, dict) and "version" in parsed:
+                _version = str(parsed["version"])
+        host.log(Level.INFO, f"{LANG} chat ready, version {_version}")
+
+    def on_connect(self, client: str) -> None:
+        pass  # Everyone is welcome.
+
+    def on_message(self, client: str, msg: Message) -> None:
+        if isinstance(msg, Message_Text):
+            handle_text(client, msg.value)
+        elif isinstance(msg, Message_Binary):
+            # Binary frames are echoed back as they came.
+            try:
+                host.send_to_client(client, msg)
+            except Err as err:
+                host.log(Level.WARN, f"echo failed: {describe(err)}")
+
+    def on_close(self, client: str, reason: CloseReason) -> None:
+        host.log(Level.DEBUG, f"{client} left ({reason.code})")
+
+    def on_timer(self, id: int, payload: str) -> None:
+        try:
+            parsed = json.loads(payload)
+            client = parsed["client"]
+        except (ValueError, KeyError, TypeError):
+            host.log(Level.WARN, f"bad timer payload {payload}")
+            return
+        send(client, {"event": "timer", "data": {"payload": parsed.get("payload")}})

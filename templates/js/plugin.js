@@ -1,0 +1,59 @@
+// @ts-check
+// A minimal wasmgate plugin in JavaScript: echoes text frames and counts messages.
+// Build: scripts/build-js-plugin.sh <this dir> <out.wasm>   (see README.md)
+import * as host from "wasmgate:plugin/host@0.1.0";
+
+/** @typedef {import("./types/plugin.js").ClientId} ClientId */
+/** @typedef {import("./types/plugin.js").Message} Message */
+/** @typedef {import("./types/plugin.js").CloseReason} CloseReason */
+
+// Module state lives as long as the instance: a trap or a reload starts afresh.
+// Keep what must survive in the key-value store (host.kvSet / host.kvIncr).
+let prefix = "echo: ";
+
+/**
+ * Called once, before any other event. Throw a string to refuse to load.
+ * @param {string} config the plugin's config from the gateway (often JSON, may be empty)
+ */
+export function init(config) {
+  if (config) {
+    const parsed = JSON.parse(config);
+    if (typeof parsed.prefix === "string") prefix = parsed.prefix;
+  }
+  host.log("info", "template plugin ready");
+}
+
+/**
+ * A client connected. Throw `{ code: 4000..4999, reason }` to turn it away.
+ * @param {ClientId} client
+ */
+export function onConnect(client) {
+  host.joinGroup(client, "lobby");
+}
+
+/**
+ * A client sent a frame.
+ * @param {ClientId} client
+ * @param {Message} msg
+ */
+export function onMessage(client, msg) {
+  if (msg.tag !== "text") return;
+  const count = host.kvIncr("messages", 1);
+  host.sendToClient(client, { tag: "text", val: `${prefix}${msg.val} (#${count})` });
+}
+
+/**
+ * A client is gone (already out of its groups).
+ * @param {ClientId} client
+ * @param {CloseReason} reason
+ */
+export function onClose(client, reason) {
+  host.log("debug", `${client} closed with ${reason.code}`);
+}
+
+/**
+ * A timer set with host.setTimer fired.
+ * @param {number} id
+ * @param {string} payload
+ */
+export function onTimer(id, payload) {}
