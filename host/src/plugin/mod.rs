@@ -1,19 +1,359 @@
-//! Plugin runtime. (Lead's temporary interface so the core compiles; the runtime helper replaces this file.)
-use crate::gateway::Gateway;
-use std::sync::Arc;
-/// Placeholder.
+//! The plugin runtime: loads WebAssembly components implementing `wit/plugin.wit`, feeds them
+//! client events, serves their host calls, and swaps them for new versions without dropping
+//! connections. See `README.md` in this folder for the operator's view.
+//!
+//! Layout: [`PluginHost`] (this file) owns the plugins and routes events to them; `loader.rs`
+//! loads, reloads and unloads; `actor.rs` runs one plugin's instance on its own thread;
+//! `hostcalls.rs` implements the imports; `kv.rs` and `timers.rs` keep what outlives instances;
+//! `engine.rs` compiles through the cache; `watch.rs` watches the folder; `api.rs` serves
+//! `/api/plugins`.
+
+mod actor;
+mod api;
+mod bindings;
+mod engine;
+mod entry;
+mod hostcalls;
+mod kv;
+mod loader;
+mod mailbox;
+mod metrics;
+mod state;
+mod timers;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, warn};
+use wasmtime::component::{Component, Linker};
+
+use crate::gateway::{ConnectVerdict, EventSink, Gateway};
+use crate::metrics::DropLabels;
+
+pub use api::router;
+pub use loader::ReloadOutcome;
+
+use self::engine::Runtime;
+use self::entry::{Limits, PluginShared};
+use self::mailbox::Event;
+use self::metrics::PluginMetrics;
+use self::state::HostState;
+
+/// How often changed key-value stores are written to disk.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Log lines (host `log` plus stdout/stderr lines) one event may write.
+pub const LOG_LINES_PER_EVENT: u32 = 1000;
+/// Compiled versions kept in memory for instant swaps back and forth.
+const RECENT_VERSIONS: usize = 8;
+
+/// Errors of the plugin runtime.
 #[derive(Debug, thiserror::Error)]
-#[error("plugin runtime not built yet")]
-pub struct PluginError;
-/// Placeholder.
-pub struct PluginHost;
+pub enum PluginError {
+    /// The wasmtime engine or its cache could not be set up.
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    /// The plugins folder could not be read.
+    #[error("plugins folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The folder watcher could not start.
+    #[error("{0}")]
+    Watch(String),
+    /// No plugin of that name is loaded and no such file exists.
+    #[error("unknown plugin: {0}")]
+    NotFound(String),
+    /// A plugin file failed to read, compile, link, instantiate or initialize; the previous
+    /// version (if any) keeps serving.
+    #[error("plugin {plugin}: {error}")]
+    Load {
+        /// The plugin.
+        plugin: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The plugin runtime of one gateway.
+pub struct PluginHost {
+    /// Where host calls go and whose metrics and shutdown token we use.
+    gateway: Gateway,
+    /// The engine and its compile cache.
+    runtime: Arc<Runtime>,
+    /// WASI plus the `host` interface, shared by every plugin.
+    linker: Linker<HostState>,
+    /// The plugins folder (canonical), `None` when plugins are disabled.
+    dir: Option<PathBuf>,
+    /// Where key-value stores persist.
+    kv_dir: PathBuf,
+    /// Limits of every instance.
+    limits: Limits,
+    /// Bound of each plugin's event queue.
+    queue_capacity: usize,
+    /// Metric families.
+    metrics: PluginMetrics,
+    /// The runtime host calls block on.
+    rt: Handle,
+    /// Loaded plugins by name (sorted for the API).
+    plugins: RwLock<BTreeMap<String, Arc<PluginShared>>>,
+    /// Which plugin serves each system: the hot path of every client event.
+    routes: RwLock<HashMap<String, Arc<PluginShared>>>,
+    /// One load at a time per plugin, in arrival order.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Recently compiled versions by blake3 hash, so swapping back costs no compilation.
+    recent: Mutex<VecDeque<(String, Component)>>,
+    /// The folder watcher; dropped on shutdown.
+    watcher: Mutex<Option<watch::Watcher>>,
+}
+
 impl PluginHost {
-    /// Placeholder.
-    pub async fn start(_gateway: Gateway) -> Result<Arc<PluginHost>, PluginError> {
-        Err(PluginError)
+    /// Loads every `*.wasm` directly inside `gateway.config().plugins_dir` (if set), registers the
+    /// systems they serve (plugin `quiz.wasm` serves system `quiz` unless `[plugins.quiz]
+    /// systems = [..]` says otherwise), routes the gateway's client events to them, starts the
+    /// debounced folder watcher, and stops everything when the gateway's shutdown token is
+    /// cancelled. Returns after the initial load; plugins that fail to load are logged and
+    /// listed with their error, they do not fail the start.
+    pub async fn start(gateway: Gateway) -> Result<Arc<PluginHost>, PluginError> {
+        let config = gateway.config();
+        let dir = match &config.plugins_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|source| PluginError::Folder {
+                    path: d.clone(),
+                    source,
+                })?;
+                Some(
+                    std::fs::canonicalize(d).map_err(|source| PluginError::Folder {
+                        path: d.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let base = dir.clone().unwrap_or_else(std::env::temp_dir);
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| base.join(".cache"));
+        let cache_dir = std::path::absolute(&cache_dir).unwrap_or(cache_dir);
+        let kv_dir = config.kv_dir.clone().unwrap_or_else(|| base.join(".kv"));
+        let runtime = engine::runtime(&cache_dir).map_err(PluginError::Engine)?;
+        let linker = loader::linker(&runtime.engine).map_err(PluginError::Engine)?;
+        let pc = &config.plugin;
+        let limits = Limits {
+            call_timeout: pc.call_timeout,
+            init_timeout: (pc.call_timeout * 10).max(Duration::from_secs(1)),
+            max_memory_bytes: pc.max_memory_bytes,
+            sends_per_event: u32::try_from(config.max_queue_messages.max(1)).unwrap_or(u32::MAX),
+            logs_per_event: LOG_LINES_PER_EVENT,
+        };
+        let host = Arc::new(PluginHost {
+            metrics: PluginMetrics::register(gateway.metrics()),
+            queue_capacity: pc.queue_capacity,
+            rt: Handle::current(),
+            gateway: gateway.clone(),
+            runtime,
+            linker,
+            dir: dir.clone(),
+            kv_dir,
+            limits,
+            plugins: RwLock::new(BTreeMap::new()),
+            routes: RwLock::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::new()),
+            watcher: Mutex::new(None),
+        });
+        let Some(dir) = dir else {
+            return Ok(host);
+        };
+        gateway.set_event_sink(Arc::new(Sink {
+            host: Arc::downgrade(&host),
+        }));
+        // Watch before the initial scan, so a file written meanwhile is not missed.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watcher =
+            watch::watch(dir.clone(), pc.reload_debounce, tx).map_err(PluginError::Watch)?;
+        *host.watcher.lock() = Some(watcher);
+        let names = loader::scan(&dir).map_err(|source| PluginError::Folder {
+            path: dir.clone(),
+            source,
+        })?;
+        let loads = names.iter().map(|name| host.sync(name, false));
+        let results = futures_util::future::join_all(loads).await;
+        let loaded = results.iter().filter(|r| r.is_ok()).count();
+        info!(folder = %dir.display(), loaded, failed = results.len() - loaded, "plugins loaded");
+        gateway.tasks().spawn(host.clone().background(rx));
+        Ok(host)
+    }
+
+    /// Watch-driven syncs and periodic key-value flushes until shutdown, then stop everything.
+    async fn background(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<String>) {
+        let token = self.gateway.shutdown_token().clone();
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = token.cancelled() => break,
+                _ = flush.tick() => self.flush_all().await,
+                Some(name) = changes.recv() => {
+                    let host = self.clone();
+                    tokio::spawn(async move {
+                        // Failures are logged and recorded by `sync`.
+                        let _ = host.sync(&name, false).await;
+                    });
+                }
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Stop watching, stop every plugin, cancel their timers and write their stores.
+    async fn shutdown(&self) {
+        drop(self.watcher.lock().take());
+        self.routes.write().clear();
+        let plugins: Vec<_> = std::mem::take(&mut *self.plugins.write())
+            .into_values()
+            .collect();
+        for p in &plugins {
+            p.live.store(false, std::sync::atomic::Ordering::Release);
+            p.mailbox.control(mailbox::Control::Stop);
+            p.timers.clear();
+        }
+        flush(plugins).await;
+        info!("plugin runtime stopped");
+    }
+
+    /// Write every changed key-value store.
+    async fn flush_all(&self) {
+        let plugins: Vec<_> = self.plugins.read().values().cloned().collect();
+        flush(plugins).await;
+    }
+
+    /// Reload the plugin `name` from disk now, even if its file did not change (a missing file
+    /// unloads it). Answers when the new version serves or failed to.
+    pub async fn reload(self: &Arc<Self>, name: &str) -> Result<ReloadOutcome, PluginError> {
+        if self.dir.is_none() || !watch::valid_name(name) {
+            return Err(PluginError::NotFound(name.to_owned()));
+        }
+        self.sync(name, true).await
+    }
+
+    /// The `data` of `GET /api/plugins`: `{count, list:[{name, systems, version, loadedAt,
+    /// eventsHandled, traps, lastError, p50Us, p99Us, ...}]}`.
+    pub fn list(&self) -> Value {
+        let list: Vec<Value> = self.plugins.read().values().map(|p| p.describe()).collect();
+        json!({ "count": list.len(), "list": list })
+    }
+
+    /// The live plugin serving `system`.
+    fn route(&self, system: &str) -> Option<Arc<PluginShared>> {
+        self.routes
+            .read()
+            .get(system)
+            .filter(|p| p.is_live())
+            .cloned()
+    }
+
+    fn count_drop(&self, system: &str, reason: &str) {
+        self.gateway
+            .metrics()
+            .messages_dropped
+            .get_or_create(&DropLabels {
+                system: system.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 }
-/// Placeholder.
-pub fn router(_host: Arc<PluginHost>) -> axum::Router {
-    axum::Router::new()
+
+/// Write the stores of `plugins` off the async runtime.
+async fn flush(plugins: Vec<Arc<PluginShared>>) {
+    let done = tokio::task::spawn_blocking(move || {
+        for p in plugins {
+            if let Err(e) = p.kv.flush() {
+                warn!(plugin = %p.name, path = %p.kv.path().display(), cause = %e,
+                    "could not write the key-value store");
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        warn!(cause = %e, "key-value flush task failed");
+    }
+}
+
+/// Routes the gateway's client events to plugins. Holds the host weakly: the gateway must not
+/// keep the runtime alive.
+struct Sink {
+    host: Weak<PluginHost>,
+}
+
+impl Sink {
+    fn route(&self, system: &str) -> Option<(Arc<PluginHost>, Arc<PluginShared>, Arc<str>)> {
+        let host = self.host.upgrade()?;
+        let plugin = host.route(system)?;
+        let system = plugin.systems.iter().find(|s| &***s == system)?.clone();
+        Some((host, plugin, system))
+    }
+}
+
+impl EventSink for Sink {
+    fn connect(&self, system: &str, client: &str) -> Option<oneshot::Receiver<ConnectVerdict>> {
+        let (host, plugin, system) = self.route(system)?;
+        let (tx, rx) = oneshot::channel();
+        let event = Event::Connect {
+            system,
+            client: client.to_owned(),
+            reply: tx,
+        };
+        if let Err(Event::Connect { system, reply, .. }) = plugin.mailbox.push(event) {
+            host.count_drop(&system, "plugin_queue_full");
+            let _ = reply.send(ConnectVerdict::Reject {
+                code: 1013,
+                reason: "plugin overloaded, try again later".into(),
+            });
+        }
+        Some(rx)
+    }
+
+    fn message(&self, system: &str, client: &str, msg: Message) -> bool {
+        let Some((host, plugin, system)) = self.route(system) else {
+            return false;
+        };
+        let event = Event::Message {
+            system,
+            client: client.to_owned(),
+            msg,
+        };
+        if let Err(Event::Message { system, .. }) = plugin.mailbox.push(event) {
+            host.count_drop(&system, "plugin_queue_full");
+        }
+        true
+    }
+
+    fn close(&self, system: &str, client: &str, code: u16, reason: &str) {
+        let Some((host, plugin, system)) = self.route(system) else {
+            return;
+        };
+        let event = Event::Close {
+            system: system.clone(),
+            client: client.to_owned(),
+            code,
+            reason: reason.to_owned(),
+        };
+        if plugin.mailbox.push(event).is_err() {
+            host.count_drop(&system, "plugin_queue_full");
+        }
+    }
 }

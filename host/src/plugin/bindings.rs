@@ -1,0 +1,70 @@
+//! The one `bindgen!` of the host: Rust types and traits generated from `wit/plugin.wit`, and
+//! the conversions between them and the gateway's own types.
+//!
+//! Imports are synchronous: the actor thread calls into the guest with sync wasmtime, and host
+//! functions block on the gateway's (immediately ready, in-memory) futures. See `actor.rs`.
+
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::gateway::GatewayError;
+use crate::registry::{Info, RegistryError};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+});
+
+pub(crate) use self::wasmgate::plugin::host::Host;
+pub(crate) use self::wasmgate::plugin::types::{Error as WitError, Level, Message as WitMessage};
+
+/// A frame a guest sends, as the gateway queues it (sent as-is, no envelope).
+pub(crate) fn to_ws(msg: WitMessage) -> WsMessage {
+    match msg {
+        WitMessage::Text(text) => WsMessage::text(text),
+        WitMessage::Binary(bytes) => WsMessage::binary(bytes),
+    }
+}
+
+/// A frame a client sent, as the guest receives it; `None` for control frames (never routed).
+pub(crate) fn from_ws(msg: &WsMessage) -> Option<WitMessage> {
+    match msg {
+        WsMessage::Text(text) => Some(WitMessage::Text(text.as_str().to_owned())),
+        WsMessage::Binary(bytes) => Some(WitMessage::Binary(bytes.to_vec())),
+        _ => None,
+    }
+}
+
+/// Size in bytes of a guest's message, for the send budget.
+pub(crate) fn wit_len(msg: &WitMessage) -> usize {
+    match msg {
+        WitMessage::Text(text) => text.len(),
+        WitMessage::Binary(bytes) => bytes.len(),
+    }
+}
+
+/// A WIT info list as the registry's map (later duplicates win).
+pub(crate) fn to_info(info: Vec<(String, String)>) -> Info {
+    info.into_iter().collect()
+}
+
+/// The registry's info map as a WIT list (sorted by key).
+pub(crate) fn from_info(info: Info) -> Vec<(String, String)> {
+    info.into_iter().collect()
+}
+
+/// The WIT error a guest sees for a failed gateway operation.
+pub(crate) fn to_wit_error(err: GatewayError) -> WitError {
+    match err {
+        GatewayError::Registry(RegistryError::UnknownClient(c)) => WitError::UnknownClient(c),
+        GatewayError::Registry(RegistryError::SystemFull(s)) => {
+            WitError::QuotaExceeded(format!("system {s} is full"))
+        }
+        GatewayError::Registry(e @ RegistryError::NotInGroup { .. }) => {
+            WitError::InvalidArgument(e.to_string())
+        }
+        GatewayError::InvalidCloseCode(code) => {
+            WitError::InvalidArgument(format!("close code {code}: use 1000 or 3000-4999"))
+        }
+        other => WitError::Unavailable(other.to_string()),
+    }
+}

@@ -1,0 +1,176 @@
+//! The wasmtime [`Engine`], its epoch ticker, and compilation through the on-disk cache of
+//! precompiled components.
+//!
+//! Why wasmtime's own cache and not `Component::deserialize_file` on files of our own: loading
+//! precompiled code is `unsafe` in wasmtime, and the workspace forbids `unsafe_code` (a
+//! `forbid` cannot be lifted locally). wasmtime's cache is the safe way to the same result: it
+//! keys each entry by a SHA-256 of the component bytes *and* of everything in the engine that
+//! affects code generation (wasmtime version, settings, target), writes entries atomically,
+//! and checks them on load. It lives in `cache_dir`. On top of it, every version is identified
+//! by the blake3 hash of its bytes (see `PluginHost`'s in-memory cache of recent versions).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use wasmtime::component::Component;
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+/// How often the epoch ticker advances every engine's epoch: the resolution of call deadlines.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Where a version's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeSource {
+    /// Compiled by Cranelift now (and written to the disk cache).
+    Compiler,
+    /// Read from the disk cache in `cache_dir`.
+    DiskCache,
+    /// Reused from a version this gateway compiled earlier (swapping back and forth).
+    Memory,
+}
+
+impl CodeSource {
+    /// The name shown by `GET /api/plugins` and used as a metric label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            CodeSource::Compiler => "compiler",
+            CodeSource::DiskCache => "disk-cache",
+            CodeSource::Memory => "memory",
+        }
+    }
+}
+
+/// An engine with its disk cache. A process normally has exactly one (one gateway, one
+/// `cache_dir`); tests that run several gateways with different cache folders get one each,
+/// since the cache folder is part of an engine's configuration.
+pub(crate) struct Runtime {
+    /// The engine every plugin of this gateway is compiled and run with.
+    pub engine: Engine,
+    /// A handle on the engine's cache, for its hit counter.
+    cache: Cache,
+    /// Compilations take turns, so the cache-hit counter tells exactly whether *this*
+    /// compilation hit (each one already uses every core through parallel compilation).
+    compile_lock: Mutex<()>,
+}
+
+/// Engines by canonical cache folder.
+static RUNTIMES: Mutex<Vec<(PathBuf, Arc<Runtime>)>> = Mutex::new(Vec::new());
+/// The engines the ticker thread advances.
+static TICKED: Mutex<Vec<Engine>> = Mutex::new(Vec::new());
+/// Started once per process.
+static TICKER: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The runtime whose disk cache is `cache_dir` (created if needed), with the ticker running.
+pub(crate) fn runtime(cache_dir: &Path) -> Result<Arc<Runtime>, String> {
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
+    let dir = std::fs::canonicalize(cache_dir)
+        .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
+    let mut runtimes = RUNTIMES.lock();
+    if let Some((_, rt)) = runtimes.iter().find(|(d, _)| *d == dir) {
+        return Ok(rt.clone());
+    }
+    let mut cache_config = CacheConfig::new();
+    cache_config.with_directory(&dir);
+    let cache = Cache::new(cache_config).map_err(|e| format!("compile cache: {e:#}"))?;
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cache(Some(cache.clone()));
+    let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
+    start_ticker()?;
+    TICKED.lock().push(engine.clone());
+    let rt = Arc::new(Runtime {
+        engine,
+        cache,
+        compile_lock: Mutex::new(()),
+    });
+    runtimes.push((dir, rt.clone()));
+    Ok(rt)
+}
+
+fn start_ticker() -> Result<(), String> {
+    TICKER
+        .get_or_init(|| {
+            std::thread::Builder::new()
+                .name("wasmgate-epoch".into())
+                .spawn(|| {
+                    loop {
+                        std::thread::sleep(EPOCH_TICK);
+                        for engine in TICKED.lock().iter() {
+                            engine.increment_epoch();
+                        }
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| format!("epoch ticker thread: {e}"))
+        })
+        .clone()
+}
+
+/// Epoch ticks for a deadline of `timeout`: never earlier than `timeout` (one tick of slack,
+/// since the current tick is already partly over), at most one tick later.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = timeout.as_nanos().div_ceil(tick) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// The blake3 hash of a component's bytes, hex: its version.
+pub(crate) fn version_of(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+impl Runtime {
+    /// Compile `bytes` through the disk cache. Blocking and CPU-heavy: run it off the async
+    /// runtime and off the plugin's actor thread.
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, CodeSource), String> {
+        let _turn = self.compile_lock.lock();
+        let hits = self.cache.cache_hits();
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
+        let source = if self.cache.cache_hits() > hits {
+            CodeSource::DiskCache
+        } else {
+            CodeSource::Compiler
+        };
+        Ok((component, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component: `(component)` in binary form.
+    const EMPTY_COMPONENT: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn deadlines_round_up_with_one_tick_of_slack() {
+        assert_eq!(deadline_ticks(Duration::from_millis(100)), 21);
+        assert_eq!(deadline_ticks(Duration::from_millis(101)), 22);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn garbage_does_not_compile() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = runtime(dir.path()).expect("runtime");
+        let err = rt.compile(b"not wasm at all").err();
+        assert!(err.is_some_and(|e| e.starts_with("compile:")), "an error");
+    }
+
+    #[test]
+    fn one_engine_per_cache_folder_and_the_second_compile_hits_the_disk_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = runtime(dir.path()).expect("runtime");
+        let again = runtime(dir.path()).expect("runtime");
+        assert!(Arc::ptr_eq(&rt, &again));
+        let (_, first) = rt.compile(&EMPTY_COMPONENT).expect("compiles");
+        assert_eq!(first, CodeSource::Compiler);
+        let (_, second) = rt.compile(&EMPTY_COMPONENT).expect("compiles");
+        assert_eq!(second, CodeSource::DiskCache);
+    }
+}

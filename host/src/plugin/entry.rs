@@ -1,0 +1,140 @@
+//! What the gateway keeps about one plugin across its versions: identity, queue, key-value store,
+//! timers and statistics. Instances come and go (reloads, traps); this stays.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+
+use crate::gateway::Gateway;
+
+use super::engine::CodeSource;
+use super::kv::Kv;
+use super::mailbox::Mailbox;
+use super::metrics::{LatencyWindow, PluginLabel, PluginMetrics};
+use super::timers::Timers;
+
+/// Limits of every instance of a plugin.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Deadline of one handler call.
+    pub call_timeout: Duration,
+    /// Deadline of instantiation plus `init` (a big guest may need longer than a handler).
+    pub init_timeout: Duration,
+    /// Cap of each linear memory of an instance.
+    pub max_memory_bytes: usize,
+    /// Send calls one event may make (see `hostcalls.rs`).
+    pub sends_per_event: u32,
+    /// Log lines (host `log` plus stdout/stderr lines) one event may write.
+    pub logs_per_event: u32,
+}
+
+/// The version currently serving.
+#[derive(Debug, Clone)]
+pub(crate) struct VersionInfo {
+    /// blake3 of the `.wasm` bytes, hex.
+    pub hash: String,
+    /// When it started serving, in ms since the Unix epoch.
+    pub loaded_at_ms: u64,
+    /// Where its machine code came from.
+    pub code: CodeSource,
+}
+
+/// Counters and state shown by `GET /api/plugins`.
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// Calls into the plugin that completed or trapped (init excluded).
+    pub events_handled: AtomicU64,
+    /// Traps since the plugin was first loaded.
+    pub traps: AtomicU64,
+    /// Successful loads and reloads.
+    pub reloads: AtomicU64,
+    /// The last load failure or trap, for operators.
+    pub last_error: Mutex<Option<String>>,
+    /// The version serving, if any.
+    pub version: Mutex<Option<VersionInfo>>,
+    /// Recent call durations.
+    pub latency: LatencyWindow,
+}
+
+/// One plugin, shared by its actor thread, its timers, the loader and the API.
+pub(crate) struct PluginShared {
+    /// File name without `.wasm`.
+    pub name: Arc<str>,
+    /// Systems it serves; host calls during `init` act on the first.
+    pub systems: Vec<Arc<str>>,
+    /// Handed to `init`.
+    pub init_config: String,
+    /// Where host calls go.
+    pub gateway: Gateway,
+    /// The runtime host calls block on and timers run on.
+    pub rt: Handle,
+    /// Instance limits.
+    pub limits: Limits,
+    /// Events waiting for the actor.
+    pub mailbox: Mailbox,
+    /// The key-value store.
+    pub kv: Kv,
+    /// Pending timers.
+    pub timers: Timers,
+    /// What the API shows.
+    pub stats: Stats,
+    /// Metric families.
+    pub metrics: PluginMetrics,
+    /// This plugin's metric label, built once.
+    pub label: PluginLabel,
+    /// Whether a version serves: until then (and after unload) events are not routed here.
+    pub live: AtomicBool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl PluginShared {
+    /// Record a failure for operators (the API's `lastError`).
+    pub(crate) fn set_error(&self, error: String) {
+        *self.stats.last_error.lock() = Some(error);
+    }
+
+    /// The version serving now.
+    pub(crate) fn version(&self) -> Option<VersionInfo> {
+        self.stats.version.lock().clone()
+    }
+
+    /// Whether events are routed here.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The entry of `GET /api/plugins`.
+    pub(crate) fn describe(&self) -> Value {
+        let version = self.version();
+        let (p50, p99) = match self.stats.latency.percentiles() {
+            Some((a, b)) => (json!(a), json!(b)),
+            None => (Value::Null, Value::Null),
+        };
+        json!({
+            "name": &*self.name,
+            "systems": self.systems.iter().map(|s| &**s).collect::<Vec<_>>(),
+            "version": version.as_ref().map(|v| v.hash.clone()),
+            "loadedAt": version.as_ref().map(|v| v.loaded_at_ms),
+            "code": version.as_ref().map(|v| v.code.as_str()),
+            "eventsHandled": self.stats.events_handled.load(Ordering::Relaxed),
+            "traps": self.stats.traps.load(Ordering::Relaxed),
+            "reloads": self.stats.reloads.load(Ordering::Relaxed),
+            "lastError": self.stats.last_error.lock().clone(),
+            "p50Us": p50,
+            "p99Us": p99,
+            "queued": self.mailbox.len(),
+            "timers": self.timers.len(),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! Loading, reloading and unloading plugins.
+//!
+//! A sync of plugin `name` looks at `<plugins_dir>/<name>.wasm` and makes the runtime match it:
+//! - the file is gone: the plugin is unloaded (routes removed, actor stopped, timers cancelled,
+//!   store written); its clients stay connected and their messages are dropped as `no_plugin`;
+//! - the file has the hash of the serving version: nothing to do (unless forced);
+//! - otherwise the bytes are compiled (through the cache) and linked on a blocking thread,
+//!   beside the serving version, which keeps handling events meanwhile. The result goes to the
+//!   plugin's actor as a swap order: between two events it instantiates the new version and runs
+//!   its `init`; only if that succeeds does the new version replace the old one. Events still
+//!   queued then go to the new version, in order. Any failure leaves the old version serving and
+//!   is logged and shown as `lastError`.
+//!
+//! Syncs of one plugin take turns, so a burst of file events settles on the final file.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::actor::{self, Loaded};
+use super::bindings::{Plugin, PluginPre};
+use super::engine::{CodeSource, version_of};
+use super::entry::PluginShared;
+use super::kv::Kv;
+use super::mailbox::{Control, Mailbox};
+use super::metrics::{PluginLabel, ReloadLabels};
+use super::state::HostState;
+use super::timers::Timers;
+use super::{PluginError, PluginHost, RECENT_VERSIONS};
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum ReloadOutcome {
+    /// A new version serves.
+    Loaded {
+        /// Its blake3 hash.
+        version: String,
+        /// Where its code came from: `compiler`, `disk-cache` or `memory`.
+        code: String,
+    },
+    /// The file matches the serving version.
+    Unchanged {
+        /// The serving version.
+        version: String,
+    },
+    /// The file is gone: the plugin was unloaded.
+    Unloaded,
+}
+
+/// The linker every plugin is instantiated with: WASI (sandboxed per store) and `host`.
+pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("WASI: {e:#}"))?;
+    Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| format!("host imports: {e:#}"))?;
+    Ok(linker)
+}
+
+/// The plugin names of the `*.wasm` files directly inside `dir`, sorted.
+pub(crate) fn scan(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file()
+            && let Some(name) = super::watch::plugin_name(dir, &path)
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+impl PluginHost {
+    /// Make plugin `name` match its file (see the module docs). `force` reloads an unchanged
+    /// file too.
+    pub(crate) async fn sync(
+        self: &Arc<Self>,
+        name: &str,
+        force: bool,
+    ) -> Result<ReloadOutcome, PluginError> {
+        let turn = self
+            .turns
+            .lock()
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        let Some(dir) = &self.dir else {
+            return Err(PluginError::NotFound(name.to_owned()));
+        };
+        let path = dir.join(format!("{name}.wasm"));
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return if self.unload(name).await {
+                    Ok(ReloadOutcome::Unloaded)
+                } else {
+                    Err(PluginError::NotFound(name.to_owned()))
+                };
+            }
+            Err(e) => {
+                return Err(self.failed(name, None, format!("reading {}: {e}", path.display())));
+            }
+        };
+        let hash = version_of(&bytes);
+        let existing = self.plugins.read().get(name).cloned();
+        if !force
+            && let Some(v) = existing.as_ref().and_then(|p| p.version())
+            && v.hash == hash
+        {
+            return Ok(ReloadOutcome::Unchanged { version: hash });
+        }
+        let plugin = match existing {
+            Some(p) => p,
+            None => self.create(name).await?,
+        };
+        let loaded = match self.prepare(bytes, hash.clone()).await {
+            Ok(loaded) => loaded,
+            Err(e) => return Err(self.failed(name, Some(&plugin), e)),
+        };
+        let code = loaded.code;
+        let (tx, rx) = oneshot::channel();
+        plugin.mailbox.control(Control::Swap {
+            loaded: Box::new(loaded),
+            reply: tx,
+        });
+        match rx.await {
+            Ok(Ok(())) => {
+                self.count_reload(name, "ok", code.as_str());
+                info!(plugin = name, version = %hash, code = code.as_str(), "plugin version serving");
+                Ok(ReloadOutcome::Loaded {
+                    version: hash,
+                    code: code.as_str().to_owned(),
+                })
+            }
+            Ok(Err(e)) => Err(self.failed(name, Some(&plugin), e)),
+            Err(_) => Err(self.failed(name, Some(&plugin), "the plugin stopped".into())),
+        }
+    }
+
+    /// Record, log and count a failed load.
+    fn failed(&self, name: &str, plugin: Option<&PluginShared>, error: String) -> PluginError {
+        let serving = plugin.and_then(|p| p.version()).map(|v| v.hash);
+        match &serving {
+            Some(v) => error!(plugin = name, cause = %error, serving = %v,
+                "plugin load failed: the previous version keeps serving"),
+            None => error!(plugin = name, cause = %error, "plugin load failed"),
+        }
+        if let Some(p) = plugin {
+            p.set_error(error.clone());
+        }
+        self.count_reload(name, "error", "none");
+        PluginError::Load {
+            plugin: name.to_owned(),
+            error,
+        }
+    }
+
+    fn count_reload(&self, name: &str, result: &str, code: &str) {
+        self.metrics
+            .reloads
+            .get_or_create(&ReloadLabels {
+                plugin: name.to_owned(),
+                result: result.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Compile (or reuse) and link `bytes` on a blocking thread.
+    async fn prepare(self: &Arc<Self>, bytes: Vec<u8>, hash: String) -> Result<Loaded, String> {
+        let host = self.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let recent = host
+                .recent
+                .lock()
+                .iter()
+                .find(|(h, _)| *h == hash)
+                .map(|(_, c)| c.clone());
+            let (component, code) = match recent {
+                Some(c) => (c, CodeSource::Memory),
+                None => host.runtime.compile(&bytes)?,
+            };
+            let pre = host
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| format!("link (imports do not match the plugin world): {e:#}"))?;
+            let pre = PluginPre::new(pre)
+                .map_err(|e| format!("exports do not match the plugin world: {e:#}"))?;
+            let mut recent = host.recent.lock();
+            recent.retain(|(h, _)| *h != hash);
+            recent.push_back((hash.clone(), component));
+            while recent.len() > RECENT_VERSIONS {
+                recent.pop_front();
+            }
+            Ok(Loaded { pre, hash, code })
+        });
+        job.await
+            .unwrap_or_else(|e| Err(format!("compile task failed: {e}")))
+    }
+
+    /// Set up a plugin seen for the first time: claim its systems, open its store, start its
+    /// actor. It serves no events until a version has been swapped in.
+    async fn create(self: &Arc<Self>, name: &str) -> Result<Arc<PluginShared>, PluginError> {
+        let config = self.gateway.config().plugins.get(name);
+        let systems: Vec<Arc<str>> = match config {
+            Some(c) if !c.systems.is_empty() => {
+                c.systems.iter().map(|s| s.as_str().into()).collect()
+            }
+            _ => vec![name.into()],
+        };
+        {
+            let routes = self.routes.read();
+            for s in &systems {
+                if let Some(other) = routes.get(&**s) {
+                    let error = format!("system {s} is already served by plugin {}", other.name);
+                    return Err(self.failed(name, None, error));
+                }
+            }
+        }
+        for s in &systems {
+            if let Err(e) = self.gateway.register_system(s).await {
+                warn!(plugin = name, system = %s, cause = %e, "could not register the system");
+            }
+        }
+        let plugin = Arc::new(PluginShared {
+            name: name.into(),
+            systems: systems.clone(),
+            init_config: config.map(|c| c.config.clone()).unwrap_or_default(),
+            gateway: self.gateway.clone(),
+            rt: self.rt.clone(),
+            limits: self.limits,
+            mailbox: Mailbox::new(self.queue_capacity),
+            kv: Kv::open(self.kv_dir.join(format!("{name}.json"))),
+            timers: Timers::default(),
+            stats: Default::default(),
+            metrics: self.metrics.clone(),
+            label: PluginLabel {
+                plugin: name.to_owned(),
+            },
+            live: AtomicBool::new(false),
+        });
+        actor::spawn(plugin.clone(), self.runtime.engine.clone())
+            .map_err(|e| self.failed(name, None, format!("actor thread: {e}")))?;
+        self.plugins.write().insert(name.to_owned(), plugin.clone());
+        let mut routes = self.routes.write();
+        for s in systems {
+            routes.insert(s.to_string(), plugin.clone());
+        }
+        Ok(plugin)
+    }
+
+    /// Unload plugin `name`; whether it was loaded.
+    async fn unload(&self, name: &str) -> bool {
+        let Some(plugin) = self.plugins.write().remove(name) else {
+            return false;
+        };
+        plugin
+            .live
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.routes.write().retain(|_, p| !Arc::ptr_eq(p, &plugin));
+        plugin.mailbox.control(Control::Stop);
+        plugin.timers.clear();
+        super::flush(vec![plugin]).await;
+        info!(plugin = name, "plugin unloaded: its clients stay connected");
+        true
+    }
+}

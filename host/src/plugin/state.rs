@@ -1,0 +1,238 @@
+//! The data of one instance's `Store`: the WASI sandbox, the memory limiter, the plugin it belongs
+//! to, the system of the event being handled and the per-event budgets.
+//!
+//! The sandbox: no preopened folders, no environment, no arguments, no network (TCP, UDP and
+//! name lookups denied), stdin closed; stdout and stderr are captured line by line into the log,
+//! tagged with the plugin's name.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::io::AsyncWrite;
+use tracing::info;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::entry::PluginShared;
+
+/// Longest line kept from a guest's stdout/stderr; longer lines are cut.
+const MAX_LINE: usize = 4096;
+
+/// Per-event allowances, reset before every call into the guest.
+#[derive(Debug, Default)]
+pub(crate) struct Budget {
+    /// Send calls left.
+    pub sends: u32,
+}
+
+/// The log side of a plugin instance: its name and the lines it may still write in this event.
+pub(crate) struct GuestLog {
+    /// The plugin's name, on every line.
+    pub plugin: Arc<str>,
+    /// Lines left in this event (host `log`, stdout, stderr together).
+    pub lines_left: AtomicU32,
+    /// Lines refused in this event, reported once at its end.
+    pub refused: AtomicU32,
+}
+
+impl GuestLog {
+    /// Take one line from the budget.
+    pub(crate) fn take_line(&self) -> bool {
+        let ok = self
+            .lines_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
+/// The store data of one instance.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Caps linear memory growth.
+    pub limits: StoreLimits,
+    /// The plugin this instance belongs to.
+    pub plugin: Arc<PluginShared>,
+    /// The system of the event being handled: every host call is scoped to it.
+    pub system: Arc<str>,
+    /// This event's allowances.
+    pub budget: Budget,
+    /// Log budget, shared with the stdout/stderr streams.
+    pub log: Arc<GuestLog>,
+    /// Partial lines of stdout and stderr, flushed at the end of each event.
+    pub stdio: [Arc<Mutex<Vec<u8>>>; 2],
+}
+
+impl HostState {
+    /// Fresh state for a new instance of `plugin`, scoped to `system` until an event says
+    /// otherwise.
+    pub(crate) fn new(plugin: Arc<PluginShared>, system: Arc<str>) -> Self {
+        let log = Arc::new(GuestLog {
+            plugin: plugin.name.clone(),
+            lines_left: AtomicU32::new(plugin.limits.logs_per_event),
+            refused: AtomicU32::new(0),
+        });
+        let stdio: [Arc<Mutex<Vec<u8>>>; 2] = [Arc::default(), Arc::default()];
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(LineLog {
+            log: log.clone(),
+            stream: "stdout",
+            buf: stdio[0].clone(),
+        })
+        .stderr(LineLog {
+            log: log.clone(),
+            stream: "stderr",
+            buf: stdio[1].clone(),
+        })
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(plugin.limits.max_memory_bytes)
+            .build();
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            budget: Budget {
+                sends: plugin.limits.sends_per_event,
+            },
+            plugin,
+            system,
+            log,
+            stdio,
+        }
+    }
+
+    /// Scope the instance to an event of `system` and refill the budgets.
+    pub(crate) fn begin_event(&mut self, system: Arc<str>) {
+        self.system = system;
+        self.budget.sends = self.plugin.limits.sends_per_event;
+        self.log
+            .lines_left
+            .store(self.plugin.limits.logs_per_event, Ordering::Relaxed);
+        self.log.refused.store(0, Ordering::Relaxed);
+    }
+
+    /// Log what stdout/stderr left without a newline, and report refused log lines.
+    pub(crate) fn end_event(&mut self) {
+        for (buf, stream) in self.stdio.iter().zip(["stdout", "stderr"]) {
+            let mut buf = buf.lock();
+            if !buf.is_empty() {
+                if self.log.take_line() {
+                    emit(&self.log.plugin, stream, &buf);
+                }
+                buf.clear();
+            }
+        }
+        let refused = self.log.refused.swap(0, Ordering::Relaxed);
+        if refused > 0 {
+            tracing::warn!(plugin = %self.log.plugin, refused, "log budget of the event exhausted: lines dropped");
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn emit(plugin: &str, stream: &str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    info!(target: "wasmgate::plugin::guest", plugin, stream, "{}", text.trim_end_matches('\r'));
+}
+
+/// stdout or stderr of a guest: complete lines go to the log.
+#[derive(Clone)]
+struct LineLog {
+    log: Arc<GuestLog>,
+    stream: &'static str,
+    buf: Arc<Mutex<Vec<u8>>>,
+}
+
+impl LineLog {
+    fn write_bytes(&self, bytes: &[u8]) {
+        let mut buf = self.buf.lock();
+        for &b in bytes {
+            if b == b'\n' {
+                if self.log.take_line() {
+                    emit(&self.log.plugin, self.stream, &buf);
+                }
+                buf.clear();
+            } else if buf.len() < MAX_LINE {
+                buf.push(b);
+            }
+        }
+    }
+}
+
+impl IsTerminal for LineLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LineLog {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineLog {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineLog {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.write_bytes(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for LineLog {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.write_bytes(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
