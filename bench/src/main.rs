@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 
 use crate::params::Params;
 use crate::report::Report;
+use crate::scenario::fanout::Via;
 use crate::scenario::{Outcome, Scenario};
 use crate::server::{Launcher, ServerKind};
 
@@ -69,6 +70,10 @@ struct Cli {
     /// Override the number of fan-out clients.
     #[arg(long, global = true)]
     fanout_clients: Option<usize>,
+    /// Address the fan-out clients as one system (`send_to_system`) or one group
+    /// (`send_to_group`; join notices make its setup quadratic where the server sends them).
+    #[arg(long, global = true)]
+    fanout_via: Option<Via>,
     /// Override the number of echo clients.
     #[arg(long, global = true)]
     echo_clients: Option<usize>,
@@ -126,6 +131,7 @@ fn params(cli: &Cli) -> Params {
         p.idle_levels.clone_from(v);
     }
     p.fanout_clients = cli.fanout_clients.unwrap_or(p.fanout_clients);
+    p.fanout_via = cli.fanout_via.unwrap_or(p.fanout_via);
     p.echo_clients = cli.echo_clients.unwrap_or(p.echo_clients);
     p.storm_conns = cli.storm_conns.unwrap_or(p.storm_conns);
     p.reload_swaps = cli.reload_swaps.unwrap_or(p.reload_swaps);

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::fanout::Via;
+
 /// Everything a run is parameterized by; written into the report so numbers carry their setup.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
@@ -13,6 +15,8 @@ pub struct Params {
     pub idle_settle_ms: u64,
     /// Clients in the fan-out group.
     pub fanout_clients: usize,
+    /// Whether the fan-out clients form a group or a system of their own.
+    pub fanout_via: Via,
     /// Size of the `data` string of each broadcast.
     pub payload_bytes: usize,
     /// Broadcasts per second in the sustained phase.
@@ -56,6 +60,7 @@ impl Params {
             idle_levels: vec![1_000, 10_000, 19_000],
             idle_settle_ms: 1_500,
             fanout_clients: 10_000,
+            fanout_via: Via::System,
             payload_bytes: 100,
             fanout_rate: 20,
             fanout_secs: 5.0,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::machine::MachineInfo;
 use crate::params::Params;
 use crate::scenario::echo::EchoResult;
+use crate::scenario::fanout::Via;
 use crate::scenario::reload::ReloadResult;
 use crate::scenario::{Outcome, ServerReport};
 use crate::server::ServerKind;
@@ -129,8 +130,12 @@ fn rows(r: &Report) -> Vec<Row> {
             },
         );
     }
+    let via = match p.fanout_via {
+        Via::System => "send_to_system",
+        Via::Group => "send_to_group",
+    };
     let g = format!(
-        "fan-out, {} clients, {} B",
+        "fan-out ({via}), {} clients, {} B",
         p.fanout_clients, p.payload_bytes
     );
     t.add(
@@ -198,6 +203,14 @@ fn rows(r: &Report) -> Vec<Row> {
         |s| s.fanout.as_ref(),
         |v| v.sustained.last_delivery.as_ref().map(|d| d.p50_ms),
     );
+    t.add(
+        &g,
+        &format!("{sus}: server CPU per delivery (µs)"),
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(v.sustained.server_us_per_delivery),
+    );
     type PickEcho = fn(&ServerReport) -> Option<&Outcome<EchoResult>>;
     fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
         s.echo_native.as_ref()
@@ -241,6 +254,14 @@ fn rows(r: &Report) -> Vec<Row> {
         false,
         |s| s.storm.as_ref(),
         |v| v.connect.as_ref().map(|d| d.p99_ms),
+    );
+    t.add(
+        &g,
+        "server CPU per connection (µs)",
+        Lower,
+        false,
+        |s| s.storm.as_ref(),
+        |v| Some(v.server_us_per_conn),
     );
     t.add(
         &g,

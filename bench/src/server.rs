@@ -150,6 +150,11 @@ impl Launcher {
             None => Command::new(&program),
         };
         cmd.args(&args)
+            // The gateway reads WASMGATE_* as configuration and rejects unknown keys: the
+            // variables meant for this harness must not reach it.
+            .env_remove("WASMGATE_BIN")
+            .env_remove("WASMGATE_ECHO_WASM")
+            .env("NO_COLOR", "1")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log handle")?)
@@ -173,11 +178,12 @@ impl Launcher {
     }
 }
 
-/// The gateway config: the `bench` system, plus an `echo` system served by the echo plugin.
+/// The gateway config: the `bench` system, plus the `echo` system that the plugin file
+/// `echo.wasm` serves (a plugin serves the system named like its file).
 fn wasmgate_config(echo_plugin: bool) -> String {
-    let mut s = String::from("[systems.bench]\n");
+    let mut s = format!("[systems.{BENCH_SYSTEM}]\n");
     if echo_plugin {
-        s.push_str(&format!("\n[systems.{ECHO_SYSTEM}]\nplugin = \"echo\"\n"));
+        s.push_str(&format!("\n[systems.{ECHO_SYSTEM}]\n"));
     }
     s
 }
@@ -251,7 +257,17 @@ impl Server {
     /// The last lines of the server's output, for error messages.
     pub fn log_tail(&self) -> String {
         let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
+        // Backtrace frames are indented: keep the lines that say what happened.
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                let frame = t.starts_with("at ")
+                    || t.split_once(": ")
+                        .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
+                !frame && !t.is_empty() && t != "Stack backtrace:"
+            })
+            .collect();
         let tail = lines[lines.len().saturating_sub(15)..].join("\n");
         if tail.is_empty() {
             "(no output)".into()

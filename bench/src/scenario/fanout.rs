@@ -18,6 +18,21 @@ use crate::server::{BENCH_SYSTEM, Server};
 use crate::stats::{Dist, rank};
 
 const GROUP: &str = "bench-fanout";
+/// The system registered for the `system` variant, holding only the fan-out clients.
+const FANOUT_SYSTEM: &str = "fanout";
+
+/// How the N clients are addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A system registered for the run (`register`), broadcast with `send_to_system`. No
+    /// join notices, so setup is linear in N.
+    System,
+    /// One group (`bind_to_group` per client), broadcast with `send_to_group`. Where joining
+    /// notifies the group's members (seed-001 code 1001, as wasmgate does), setup sends
+    /// N²/2 notices: use it for small N.
+    Group,
+}
 const MARKER: &str = "#bench#";
 
 /// Delivery of the single broadcast.
@@ -61,6 +76,8 @@ pub struct Sustained {
 /// Result of the fan-out scenario.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FanoutResult {
+    /// How the clients were addressed.
+    pub via: Via,
     /// Clients in the group.
     pub clients: usize,
     /// Seconds to connect them and bind them to the group.
@@ -185,11 +202,23 @@ async fn wait_for(mut progress: impl FnMut() -> (bool, u64), limit: Duration, st
     }
 }
 
-fn body(seq: usize, p: &Params) -> serde_json::Value {
-    serde_json::json!({
-        "groupName": GROUP, "sendUserId": "bench", "code": 0, "msg": "bench",
-        "data": payload(seq, p.payload_bytes),
-    })
+/// The API call that broadcasts message `seq`: (op, systemId, body).
+fn trigger(seq: usize, p: &Params) -> (&'static str, &'static str, serde_json::Value) {
+    let data = payload(seq, p.payload_bytes);
+    match p.fanout_via {
+        Via::System => (
+            "send_to_system",
+            FANOUT_SYSTEM,
+            serde_json::json!({"sendUserId": "bench", "code": 0, "msg": "bench", "data": data}),
+        ),
+        Via::Group => (
+            "send_to_group",
+            BENCH_SYSTEM,
+            serde_json::json!({
+                "groupName": GROUP, "sendUserId": "bench", "code": 0, "msg": "bench", "data": data,
+            }),
+        ),
+    }
 }
 
 /// Runs the scenario against a fresh server.
@@ -208,9 +237,23 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
         last_arrival: AtomicU64::new(0),
         dropped: AtomicUsize::new(0),
     });
+    let system = match p.fanout_via {
+        Via::System => FANOUT_SYSTEM,
+        Via::Group => BENCH_SYSTEM,
+    };
+    let mut api = Api::new(server.addr());
+    if p.fanout_via == Via::System {
+        api.call(
+            "register",
+            None,
+            &serde_json::json!({"systemId": FANOUT_SYSTEM}),
+        )
+        .await
+        .context("register the fan-out system")?;
+    }
     let spec = FleetSpec {
         target: server.target(),
-        system: Arc::from(BENCH_SYSTEM),
+        system: Arc::from(system),
         spread: p.spread(n),
         source_addrs: p.source_addrs,
         inflight: p.setup_inflight,
@@ -228,17 +271,18 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
             opened.first_error.unwrap_or_default()
         );
     }
-    let ids = opened.ids.into_iter().map(|(_, id)| id).collect();
-    http::bind_all(server.addr(), BENCH_SYSTEM, GROUP, ids, 8).await?;
+    if p.fanout_via == Via::Group {
+        let ids = opened.ids.into_iter().map(|(_, id)| id).collect();
+        http::bind_all(server.addr(), BENCH_SYSTEM, GROUP, ids, 8).await?;
+    }
     wait_quiet(&sh, Duration::from_millis(300), Duration::from_secs(30)).await;
     let setup_secs = setup.elapsed().as_secs_f64();
     server.check_alive()?;
 
-    let mut api = Api::new(server.addr());
     // Warm the API connection so the timed trigger is one write on an open socket.
     api.call(
         "send_to_system",
-        Some(BENCH_SYSTEM),
+        Some(system),
         &serde_json::json!({
             "sendUserId": "bench", "code": 0, "msg": "warm-up", "data": "warm-up"
         }),
@@ -248,8 +292,8 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     wait_quiet(&sh, Duration::from_millis(200), Duration::from_secs(10)).await;
 
     let t0 = sh.now_ns();
-    api.call("send_to_group", Some(BENCH_SYSTEM), &body(0, p))
-        .await?;
+    let (op, sys, body) = trigger(0, p);
+    api.call(op, Some(sys), &body).await?;
     let trigger_ms = (sh.now_ns() - t0) as f64 / 1e6;
     let s = sh.clone();
     wait_for(
@@ -288,6 +332,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     let dropped = sh.dropped.load(Ordering::Relaxed);
     set.shutdown().await;
     Ok(FanoutResult {
+        via: p.fanout_via,
         clients: n,
         setup_secs,
         single,
@@ -312,8 +357,8 @@ async fn sustained(
     for (seq, at) in sent_at.iter_mut().enumerate().skip(1) {
         tokio::time::sleep_until((start + interval * u32::try_from(seq - 1)?).into()).await;
         *at = sh.now_ns();
-        api.call("send_to_group", Some(BENCH_SYSTEM), &body(seq, p))
-            .await?;
+        let (op, sys, body) = trigger(seq, p);
+        api.call(op, Some(sys), &body).await?;
     }
     let expected = (count * n) as u64;
     let s = sh.clone();

@@ -1,0 +1,307 @@
+//! Runs the benchmark in smoke mode against real servers (the Node `ws` and Socket.IO peers,
+//! and wasmgate when its binary is around) and checks what it measured: every broadcast
+//! delivered, every echo answered, every connection up, numbers present and consistent.
+//!
+//! wasmgate is found through `WASMGATE_BIN` or next to this package's binary (the workspace
+//! target directory); its echo plugin through `WASMGATE_ECHO_WASM` or the `hostcalls` test
+//! guest built for wasm32-wasip2 in the same target directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Installs the peers' npm packages through the bench script when they are missing.
+#[expect(clippy::print_stderr, reason = "tell why the test runs npm")]
+fn ensure_peers() {
+    let peers = manifest_dir().join("peers");
+    let installed = ["ws", "socket.io"].iter().all(|p| {
+        peers
+            .join("node_modules")
+            .join(p)
+            .join("package.json")
+            .is_file()
+    });
+    if installed {
+        return;
+    }
+    eprintln!(
+        "bench/peers/node_modules is missing: installing it with `scripts/bench.sh --install-peers` (npm ci)"
+    );
+    let status = Command::new("bash")
+        .arg(manifest_dir().join("../scripts/bench.sh"))
+        .arg("--install-peers")
+        .status()
+        .expect("run scripts/bench.sh");
+    assert!(
+        status.success(),
+        "npm ci in bench/peers failed: node and npm are needed for the benchmark peers"
+    );
+}
+
+fn bench_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wasmgate-bench"))
+}
+
+fn wasmgate_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WASMGATE_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "WASMGATE_BIN={} does not exist", p.display());
+        return Some(p);
+    }
+    let sibling = bench_exe().with_file_name("wasmgate");
+    sibling.is_file().then_some(sibling)
+}
+
+fn echo_wasm() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("WASMGATE_ECHO_WASM") {
+        return Some(PathBuf::from(p));
+    }
+    // <target>/<profile>/wasmgate-bench → <target>/wasm32-wasip2/<profile>/hostcalls.wasm
+    let target = bench_exe().parent()?.parent()?.to_path_buf();
+    ["release", "debug"]
+        .iter()
+        .map(|p| target.join("wasm32-wasip2").join(p).join("hostcalls.wasm"))
+        .find(|p| p.is_file())
+}
+
+/// Runs the benchmark binary; returns its JSON report and Markdown.
+fn run_bench(args: &[&str], wasmgate: Option<&Path>, echo: Option<&Path>) -> (Value, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("out.json");
+    let md = dir.path().join("out.md");
+    let mut cmd = Command::new(bench_exe());
+    cmd.args(args)
+        .arg("--smoke")
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&md)
+        .env_remove("WASMGATE_BIN")
+        .env_remove("WASMGATE_ECHO_WASM");
+    if let Some(w) = wasmgate {
+        cmd.arg("--wasmgate-bin").arg(w);
+    }
+    if let Some(e) = echo {
+        cmd.arg("--echo-wasm").arg(e);
+    }
+    let out = cmd.output().expect("run wasmgate-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "wasmgate-bench {args:?} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report written"))
+            .expect("JSON report parses");
+    let markdown = std::fs::read_to_string(&md).expect("Markdown report written");
+    assert_eq!(markdown, stdout, "the Markdown file is what went to stdout");
+    (report, markdown)
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The measurements of an outcome that must have run.
+fn ok<'a>(o: &'a Value, what: &str) -> &'a Value {
+    assert_eq!(o["status"], "ok", "{what}: {o}");
+    &o["value"]
+}
+
+fn skipped(o: &Value, what: &str) {
+    assert_eq!(o["status"], "skipped", "{what}: {o}");
+    assert!(
+        o["value"].as_str().is_some_and(|w| !w.is_empty()),
+        "{what} says why"
+    );
+}
+
+fn check_dist(d: &Value, what: &str) {
+    let (min, p50, p99, max) = (
+        f(&d["min_ms"]),
+        f(&d["p50_ms"]),
+        f(&d["p99_ms"]),
+        f(&d["max_ms"]),
+    );
+    assert!(
+        0.0 < min && min <= p50 && p50 <= p99 && p99 <= max && max < 30_000.0,
+        "{what}: {d}"
+    );
+}
+
+fn check_fanout(s: &Value, name: &str) {
+    let fan = ok(&s["fanout"], &format!("{name} fan-out"));
+    let n = u(&fan["clients"]);
+    let single = &fan["single"];
+    assert_eq!(
+        u(&single["received"]),
+        n,
+        "{name}: the broadcast reached everyone"
+    );
+    let (first, p50, p99, last) = (
+        f(&single["first_ms"]),
+        f(&single["p50_ms"]),
+        f(&single["p99_ms"]),
+        f(&single["last_ms"]),
+    );
+    assert!(
+        0.0 < first && first <= p50 && p50 <= p99 && p99 <= last,
+        "{name}: {single}"
+    );
+    let sus = &fan["sustained"];
+    assert!(u(&sus["sent"]) > 0, "{name}: {sus}");
+    assert_eq!(u(&sus["expected"]), u(&sus["sent"]) * n, "{name}: {sus}");
+    assert_eq!(
+        u(&sus["delivered"]),
+        u(&sus["expected"]),
+        "{name}: nothing lost: {sus}"
+    );
+    assert_eq!(u(&sus["out_of_order"]), 0, "{name}: in order: {sus}");
+    assert!(f(&sus["msgs_per_sec"]) > 0.0, "{name}: {sus}");
+    check_dist(&sus["last_delivery"], name);
+    assert_eq!(u(&fan["dropped"]), 0, "{name}: no connection dropped");
+}
+
+fn check_echo(e: &Value, name: &str) {
+    let replies = u(&e["replies"]);
+    assert!(replies > 0, "{name}: {e}");
+    assert_eq!(u(&e["errors"]), 0, "{name}: every request answered: {e}");
+    assert_eq!(u(&e["latency"]["count"]), replies, "{name}: {e}");
+    check_dist(&e["latency"], name);
+    assert!(
+        f(&e["per_sec"]) > 0.0 && f(&e["server_us_per_reply"]) >= 0.0,
+        "{name}: {e}"
+    );
+}
+
+fn check_server(s: &Value, params: &Value, plugin: bool) {
+    let name = s["server"].as_str().expect("server name").to_owned();
+    let idle = ok(&s["idle"], &format!("{name} idle"));
+    assert!(u(&idle["baseline_rss_kib"]) > 1000, "{name}: {idle}");
+    let levels: Vec<u64> = idle["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| u(&l["conns"]))
+        .collect();
+    let wanted: Vec<u64> = params["idle_levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(u)
+        .collect();
+    assert_eq!(levels, wanted, "{name}: every idle level reached");
+    for l in idle["levels"].as_array().expect("levels") {
+        assert!(u(&l["rss_kib"]) > 0, "{name}: {l}");
+        let kb = f(&l["kb_per_conn"]);
+        assert!((0.0..10_000.0).contains(&kb), "{name}: {l}");
+    }
+    assert_eq!(u(&idle["dropped"]), 0, "{name}: idle connections stay open");
+
+    check_fanout(s, &name);
+
+    if name == "socketio" {
+        skipped(&s["echo_native"], "Socket.IO native echo");
+    } else {
+        check_echo(ok(&s["echo_native"], &format!("{name} echo native")), &name);
+    }
+    if name == "wasmgate" && !plugin {
+        skipped(&s["echo_app"], "wasmgate plugin echo without a plugin");
+    } else {
+        check_echo(ok(&s["echo_app"], &format!("{name} echo app")), &name);
+    }
+
+    let storm = ok(&s["storm"], &format!("{name} storm"));
+    assert_eq!(
+        u(&storm["connected"]),
+        u(&storm["target"]),
+        "{name}: {storm}"
+    );
+    assert_eq!(u(&storm["failed"]), 0, "{name}: {storm}");
+    assert!(f(&storm["per_sec"]) > 0.0, "{name}: {storm}");
+    check_dist(&storm["connect"], &name);
+
+    if name == "wasmgate" && plugin {
+        let r = ok(&s["reload"], "wasmgate hot reload");
+        assert!(u(&r["sent"]) > 0, "{r}");
+        assert_eq!(
+            u(&r["answered"]),
+            u(&r["sent"]),
+            "every request answered: {r}"
+        );
+        assert_eq!(u(&r["lost"]), 0, "{r}");
+        assert_eq!(u(&r["doubled"]), 0, "{r}");
+        assert_eq!(u(&r["dropped_connections"]), 0, "{r}");
+        check_dist(&r["during_swaps"], "latency during swaps");
+    } else {
+        skipped(&s["reload"], &format!("{name} hot reload"));
+    }
+}
+
+#[test]
+fn smoke_run_measures_every_scenario() {
+    ensure_peers();
+    let wasmgate = wasmgate_bin();
+    let echo = echo_wasm().filter(|p| p.is_file());
+    let mut servers = vec!["ws", "socketio"];
+    if wasmgate.is_some() {
+        servers.insert(0, "wasmgate");
+    }
+    let list = servers.join(",");
+    let (report, md) = run_bench(
+        &["all", "--servers", &list],
+        wasmgate.as_deref(),
+        echo.as_deref(),
+    );
+    assert_eq!(report["smoke"], true);
+    let got: Vec<&str> = report["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["server"].as_str().expect("name"))
+        .collect();
+    assert_eq!(got, servers);
+    for s in report["servers"].as_array().expect("servers") {
+        check_server(s, &report["params"], echo.is_some());
+    }
+    assert!(md.contains("| scenario | metric |"), "{md}");
+    assert!(md.contains("Socket.IO ÷ ws"), "ratios to Node ws: {md}");
+    assert!(
+        md.contains("| idle memory | KB per connection @ 50 ↓ |"),
+        "{md}"
+    );
+    assert!(report["machine"]["nproc"].as_u64().is_some_and(|n| n > 0));
+    assert_ne!(report["machine"]["ws"], "not installed");
+}
+
+#[test]
+fn group_fanout_delivers_to_every_member() {
+    ensure_peers();
+    let wasmgate = wasmgate_bin();
+    let mut servers = vec!["ws"];
+    if wasmgate.is_some() {
+        servers.push("wasmgate");
+    }
+    let list = servers.join(",");
+    let (report, md) = run_bench(
+        &["fanout", "--fanout-via", "group", "--servers", &list],
+        wasmgate.as_deref(),
+        None,
+    );
+    assert_eq!(report["params"]["fanout_via"], "group");
+    for s in report["servers"].as_array().expect("servers") {
+        check_fanout(s, s["server"].as_str().expect("name"));
+        assert_eq!(s["fanout"]["value"]["via"], "group");
+    }
+    assert!(md.contains("fan-out (send_to_group)"), "{md}");
+}

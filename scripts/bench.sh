@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Benchmark wasmgate against Node `ws` and Socket.IO: every scenario, one command.
+#
+#   scripts/bench.sh [--smoke] [--release|--debug] [--servers LIST] [--install-peers] [-- ARGS...]
+#
+# Builds the load generator, the gateway and the echo plugin (the `hostcalls` test guest), installs
+# the peers (`npm ci` in bench/peers), then runs `wasmgate-bench all` with the load generator on
+# CPU 0 and each server on CPU 1 (`taskset`). Prints a Markdown table and writes it, with the raw
+# JSON, to bench/results/latest.{md,json} (smoke runs: bench/results/smoke.{md,json}).
+#
+#   --smoke          tiny sizes (tens of connections); under a minute once built. Builds the
+#                    debug profile unless --release is given (it shares `cargo test`'s artefacts).
+#   --release        build the release profile (default for full runs)
+#   --debug          build the debug profile
+#   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three)
+#   --install-peers  only install the peers' npm packages, then exit
+#   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
+# CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM overrides the echo plugin.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+smoke=0
+profile=""
+servers="wasmgate,ws,socketio"
+install_only=0
+extra=()
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1; shift ;;
+    --release) profile=release; shift ;;
+    --debug) profile=debug; shift ;;
+    --servers)
+      [ $# -ge 2 ] || { echo "--servers needs a list" >&2; exit 2; }
+      servers="$2"; shift 2 ;;
+    --install-peers) install_only=1; shift ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$profile" ]; then
+  if [ "$smoke" = 1 ]; then profile=debug; else profile=release; fi
+fi
+
+log() { echo "bench.sh: $*" >&2; }
+
+# --- peers ---------------------------------------------------------------------------------
+peers="$root/bench/peers"
+command -v node >/dev/null || { log "node not found: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+command -v npm >/dev/null || { log "npm not found: install npm (apt-get install npm)"; exit 1; }
+# `npm ci` when the installed tree is missing or older than the lock file.
+if [ ! -f "$peers/node_modules/.package-lock.json" ] \
+   || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
+  log "installing the peers' npm packages (npm ci in bench/peers)"
+  (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+[ "$install_only" = 1 ] && exit 0
+
+# --- builds --------------------------------------------------------------------------------
+command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup"; exit 1; }
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+profile_flag=()
+[ "$profile" = release ] && profile_flag=(--release)
+packages=(-p wasmgate-bench)
+case ",$servers," in *,wasmgate,*) packages+=(-p wasmgate) ;; esac
+log "building ${packages[*]} ($profile)"
+(cd "$root" && cargo build "${profile_flag[@]}" "${packages[@]}" >&2)
+bench_bin="$target_dir/$profile/wasmgate-bench"
+args=(all --servers "$servers")
+[[ ",$servers," == *,wasmgate,* ]] && args+=(--wasmgate-bin "$target_dir/$profile/wasmgate")
+
+echo_wasm="${WASMGATE_ECHO_WASM:-}"
+if [ -z "$echo_wasm" ] && [[ ",$servers," == *,wasmgate,* ]]; then
+  if [ -f "$root/tests/guests/hostcalls/Cargo.toml" ]; then
+    log "building the echo plugin (test guest hostcalls, wasm32-wasip2 release)"
+    rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2 >&2
+    (cd "$root" && cargo build --target wasm32-wasip2 --release -p hostcalls >&2)
+    echo_wasm="$target_dir/wasm32-wasip2/release/hostcalls.wasm"
+  else
+    log "tests/guests/hostcalls is absent: the plugin rows will be skipped"
+  fi
+fi
+[ -n "$echo_wasm" ] && args+=(--echo-wasm "$echo_wasm")
+
+# --- run -----------------------------------------------------------------------------------
+results="$root/bench/results"
+mkdir -p "$results"
+name=latest
+if [ "$smoke" = 1 ]; then
+  args+=(--smoke)
+  name=smoke
+fi
+args+=(--markdown "$results/$name.md" --json "$results/$name.json")
+
+# One process may hold at most the hard limit of open files; the idle scenario needs ~19k.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+pin=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin=(taskset -c 0)
+  args+=(--server-cpu 1)
+fi
+log "running: ${pin[*]} $bench_bin ${args[*]} ${extra[*]}"
+"${pin[@]}" "$bench_bin" "${args[@]}" "${extra[@]}"
+log "written: $results/$name.md and $results/$name.json"
