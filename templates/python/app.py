@@ -1,0 +1,44 @@
+"""A minimal wasmgate plugin in Python: echoes text frames and counts messages.
+
+Build: scripts/build-py-plugin.sh <this dir> <out.wasm>   (see README.md)
+"""
+
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host
+from wit_world.imports.types import CloseReason, Level, Message, Message_Text
+
+# Module state lives as long as the instance: a trap or a reload starts afresh.
+# Keep what must survive in the key-value store (host.kv_set / host.kv_incr).
+prefix = "echo: "
+
+
+class WitWorld(wit_world.WitWorld):
+    def init(self, config: str) -> None:
+        """Called once, before any other event. `raise Err("why")` refuses to load."""
+        global prefix
+        if config:
+            try:
+                prefix = json.loads(config).get("prefix", prefix)
+            except ValueError:
+                raise Err("config is not JSON")
+        host.log(Level.INFO, "template plugin ready")
+
+    def on_connect(self, client: str) -> None:
+        """A client connected. `raise Err(types.Reject(4000, "why"))` turns it away."""
+        host.join_group(client, "lobby")
+
+    def on_message(self, client: str, msg: Message) -> None:
+        if not isinstance(msg, Message_Text):
+            return
+        count = host.kv_incr("messages", 1)
+        host.send_to_client(client, Message_Text(f"{prefix}{msg.value} (#{count})"))
+
+    def on_close(self, client: str, reason: CloseReason) -> None:
+        host.log(Level.DEBUG, f"{client} closed with {reason.code}")
+
+    def on_timer(self, id: int, payload: str) -> None:
+        pass
+
