@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::ApiError;
@@ -30,6 +31,10 @@ use crate::outbound::OutboundRx;
 
 /// How long a client waits at most for its plugin's `on-connect` verdict.
 const CONNECT_VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long closing may take (flushing what is queued, then the close frame) when the peer
+/// does not read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many queued messages are written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -253,7 +258,9 @@ where
             () = close_requested.cancelled() => {
                 let frame = rx.close_frame();
                 if !rx.is_slow_consumer() {
-                    flush_queue(&mut ws, &mut rx).await;
+                    // Bounded: a peer that stopped reading must not hold the task.
+                    let flush = flush_queue(&mut ws, &mut rx);
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
                 }
                 let code = u16::from(frame.code);
                 let reason = frame.reason.to_string();
@@ -262,16 +269,18 @@ where
             }
             msg = rx.recv() => {
                 let Some(msg) = msg else { return (1006, "queue closed".into()) };
-                if write_batch(&mut ws, &mut rx, msg).await.is_err() {
-                    return (1006, "write failed".into());
+                let batch = write_batch(&mut ws, &mut rx, msg);
+                if let Err(end) = guarded(&close_requested, idle_timeout, batch).await {
+                    return end;
                 }
             }
             frame = ws.next() => {
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) if text.as_str() == "ping" => {
-                        if ws.send(Message::text("pong")).await.is_err() {
-                            return (1006, "write failed".into());
+                        let pong = ws.send(Message::text("pong"));
+                        if let Err(end) = guarded(&close_requested, idle_timeout, pong).await {
+                            return end;
                         }
                     }
                     Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
@@ -279,8 +288,9 @@ where
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                         // tungstenite queued the pong for a ping; send it now.
-                        if ws.flush().await.is_err() {
-                            return (1006, "write failed".into());
+                        let flush = ws.flush();
+                        if let Err(end) = guarded(&close_requested, idle_timeout, flush).await {
+                            return end;
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
@@ -301,12 +311,34 @@ where
                 }
                 if last_ping.elapsed() >= ping_every {
                     last_ping = Instant::now();
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return (1006, "write failed".into());
+                    let ping = ws.send(Message::Ping(Default::default()));
+                    if let Err(end) = guarded(&close_requested, idle_timeout, ping).await {
+                        return end;
                     }
                 }
             }
         }
+    }
+}
+
+/// Run a write that may block on the peer. It gives way when the client is told to close
+/// meanwhile (its queue overflowed, it was kicked, the gateway stops: the caller's loop then
+/// closes it), and fails when the peer takes nothing for `limit`: a client that stops reading
+/// must not hold its task, and its place in the registry, forever. `Err` holds the code and
+/// reason the connection ended with.
+async fn guarded(
+    close_requested: &CancellationToken,
+    limit: Duration,
+    write: impl Future<Output = Result<(), WsError>>,
+) -> Result<(), (u16, String)> {
+    tokio::select! {
+        biased;
+        written = tokio::time::timeout(limit, write) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err((1006, "write failed".into())),
+            Err(_) => Err((1006, "write timeout".into())),
+        },
+        () = close_requested.cancelled() => Ok(()),
     }
 }
 
@@ -347,7 +379,7 @@ async fn close_with_timeout<S>(ws: &mut WebSocketStream<S>, frame: CloseFrame)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
 }
 
 /// Map a read error to the close code the client deserves.
