@@ -189,6 +189,10 @@ pub async fn dispatch(
     if !gw.registry().system_exists(system).await {
         return Err(ApiError::NotFound(format!("unknown system: {system}")));
     }
+    // An empty clientId is a malformed call, not a lookup of a client that is not there.
+    if body.get("clientId").and_then(Value::as_str) == Some("") {
+        return Err(ApiError::BadRequest("clientId must not be empty".into()));
+    }
     let reg = gw.registry();
     match op {
         "send_to_client" => {
