@@ -78,7 +78,15 @@ pub async fn upgrade(
     };
     let (client, rx) = match gateway.connect(&system.name, system.uid.as_deref()).await {
         Ok(admitted) => admitted,
-        Err(err) => return ApiError::from(err).into_response(),
+        Err(err) => {
+            // The system is full (429): a refused connect like the others.
+            gateway
+                .metrics()
+                .connects_refused
+                .get_or_create(&Metrics::system(&system.name))
+                .inc();
+            return ApiError::from(err).into_response();
+        }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let gw = gateway.clone();
