@@ -213,6 +213,12 @@ async fn a_full_system_answers_429_until_a_client_leaves() {
     .await;
     let _c = gw.connect("small").await;
     assert_refusal(connect_refused(&gw.ws_url("small")).await, 429);
+    let (_, metrics) = gw.get("/metrics").await;
+    assert_eq!(
+        common::metric_sum(&metrics, "wasmgate_connects_refused_total{system=\"small\""),
+        2.0,
+        "both 429s are counted as refused connects"
+    );
     gw.stop().await;
 }
 
