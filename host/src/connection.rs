@@ -265,14 +265,16 @@ where
             biased;
             () = close_requested.cancelled() => {
                 let frame = rx.close_frame();
-                if !rx.is_slow_consumer() {
-                    // Bounded: a peer that stopped reading must not hold the task.
-                    let flush = flush_queue(&mut ws, &mut rx);
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush).await;
-                }
                 let code = u16::from(frame.code);
                 let reason = frame.reason.to_string();
-                close_with_timeout(&mut ws, frame).await;
+                // Flush, then close, within one bound: a peer that stopped reading must not
+                // hold the task.
+                let deadline = Instant::now() + CLOSE_TIMEOUT;
+                if !rx.is_slow_consumer() {
+                    let flush = flush_queue(&mut ws, &mut rx);
+                    let _ = tokio::time::timeout_at(deadline, flush).await;
+                }
+                let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
                 return (code, reason);
             }
             msg = rx.recv() => {
