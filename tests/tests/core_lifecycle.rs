@@ -231,3 +231,41 @@ async fn metrics_count_connections_messages_and_api_calls() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_is_not_held_by_a_client_that_never_reads() {
+    let mut config = TestGateway::config_with(&["app"]);
+    // Big enough queues that nothing overflows: the stuck client is only stuck.
+    config.max_queue_bytes = 64 * 1024 * 1024;
+    config.drain_timeout = Duration::from_secs(10);
+    let gw = TestGateway::start(config).await;
+    let stuck =
+        RawClient::connect_welcomed(gw.addr, "/api/websocket/ws?systemId=app", Some(4096)).await;
+    let mut good = gw.connect("app").await;
+    // 6 MiB to a socket that takes ~4 MiB: the connection task is left blocked in a write.
+    let chunk = "y".repeat(64 * 1024);
+    for _ in 0..96 {
+        gw.ok(
+            "send_to_client",
+            "app",
+            json!({"clientId": stuck.id, "data": chunk}),
+        )
+        .await;
+    }
+    let handle = gw.gateway.clone();
+    assert_eq!(handle.local_connection_count(), 2);
+    gw.stop().await;
+    assert_eq!(
+        good.recv_close().await,
+        Some((1001, "server shutting down".to_owned()))
+    );
+    // Every connection task ended, the stuck one included (within the close bound, well
+    // before the drain timeout).
+    assert!(
+        handle.tasks().is_empty(),
+        "{} tasks left",
+        handle.tasks().len()
+    );
+    assert_eq!(handle.local_connection_count(), 0);
+    drop(stuck);
+}
