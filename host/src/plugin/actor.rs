@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 
 use crate::gateway::ConnectVerdict;
 
@@ -74,16 +74,49 @@ pub(crate) fn spawn(plugin: Arc<PluginShared>, engine: Engine) -> std::io::Resul
         .map(|_| ())
 }
 
-/// Short, single-line-ish text of a wasmtime error.
-pub(crate) fn describe(err: &wasmtime::Error, timeout: Duration) -> String {
-    if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return format!("deadline of {timeout:?} exceeded");
+/// A short text for a failed call: the trap (or error), where it happened, and what the guest
+/// last wrote to stderr (a panic message).
+pub(crate) fn describe(err: &wasmtime::Error, timeout: Duration, stderr: Option<String>) -> String {
+    let mut text = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("deadline of {timeout:?} exceeded"),
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{err:#}"),
+    };
+    if let Some(bt) = err.downcast_ref::<WasmBacktrace>() {
+        let frames: Vec<&str> = bt
+            .frames()
+            .iter()
+            .filter_map(|f| f.func_name())
+            .filter(|n| !is_runtime_frame(n))
+            .take(3)
+            .collect();
+        if !frames.is_empty() {
+            text.push_str(&format!(" in {}", frames.join(" < ")));
+        }
     }
-    let text = format!("{err:#}");
+    if let Some(stderr) = stderr {
+        text.push_str(&format!("; stderr: {stderr}"));
+    }
     match text.char_indices().nth(MAX_ERROR_CHARS) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
+}
+
+/// Frames of the guest's language runtime (panic and abort machinery), skipped in errors.
+fn is_runtime_frame(name: &str) -> bool {
+    [
+        "std[",
+        "core[",
+        "alloc[",
+        "__rust",
+        "abort",
+        "rust_begin_unwind",
+        "panic",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p) || name.contains(&format!("::{p}")))
+        || name == "abort"
 }
 
 struct Actor {
@@ -147,17 +180,18 @@ impl Actor {
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.init_ticks);
         let timeout = self.plugin.limits.init_timeout;
-        let bindings = loaded
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| format!("instantiate: {}", describe(&e, timeout)))?;
+        let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
+            let stderr = store.data().log.stderr_tail();
+            format!("instantiate: {}", describe(&e, timeout, stderr))
+        })?;
         store.data_mut().begin_event(system);
         let init = bindings.call_init(&mut store, &self.plugin.init_config);
         store.data_mut().end_event();
+        let stderr = store.data().log.stderr_tail();
         match init {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
             Ok(Err(msg)) => Err(format!("init failed: {msg}")),
-            Err(e) => Err(format!("init trapped: {}", describe(&e, timeout))),
+            Err(e) => Err(format!("init trapped: {}", describe(&e, timeout, stderr))),
         }
     }
 
@@ -265,7 +299,11 @@ impl Actor {
                 self.failures = 0;
                 return Some(r);
             }
-            Ok(Err(e)) => describe(&e, plugin.limits.call_timeout),
+            Ok(Err(e)) => describe(
+                &e,
+                plugin.limits.call_timeout,
+                instance.store.data().log.stderr_tail(),
+            ),
             Err(_) => "host panic while handling the event".to_owned(),
         };
         plugin.stats.traps.fetch_add(1, Ordering::Relaxed);

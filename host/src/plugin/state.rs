@@ -5,6 +5,7 @@
 //! name lookups denied), stdin closed; stdout and stderr are captured line by line into the log,
 //! tagged with the plugin's name.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use super::entry::PluginShared;
 
 /// Longest line kept from a guest's stdout/stderr; longer lines are cut.
 const MAX_LINE: usize = 4096;
+/// How many stderr lines of an event are kept to explain a trap.
+const STDERR_TAIL: usize = 4;
 
 /// Per-event allowances, reset before every call into the guest.
 #[derive(Debug, Default)]
@@ -41,9 +44,33 @@ pub(crate) struct GuestLog {
     pub lines_left: AtomicU32,
     /// Lines refused in this event, reported once at its end.
     pub refused: AtomicU32,
+    /// The last lines the guest wrote to stderr in this event: a panic message, quoted when
+    /// the event traps.
+    pub stderr_tail: Mutex<VecDeque<String>>,
 }
 
 impl GuestLog {
+    /// A complete line of `stream`: logged within the budget, and remembered if it is stderr.
+    fn line(&self, stream: &str, line: &[u8]) {
+        if stream == "stderr" {
+            let mut tail = self.stderr_tail.lock();
+            if tail.len() == STDERR_TAIL {
+                tail.pop_front();
+            }
+            let text = String::from_utf8_lossy(line);
+            tail.push_back(text.chars().take(300).collect());
+        }
+        if self.take_line() {
+            emit(&self.plugin, stream, line);
+        }
+    }
+
+    /// The remembered stderr lines of this event, joined.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let tail = self.stderr_tail.lock();
+        (!tail.is_empty()).then(|| tail.iter().cloned().collect::<Vec<_>>().join(" | "))
+    }
+
     /// Take one line from the budget.
     pub(crate) fn take_line(&self) -> bool {
         let ok = self
@@ -83,6 +110,7 @@ impl HostState {
             plugin: plugin.name.clone(),
             lines_left: AtomicU32::new(plugin.limits.logs_per_event),
             refused: AtomicU32::new(0),
+            stderr_tail: Mutex::new(VecDeque::new()),
         });
         let stdio: [Arc<Mutex<Vec<u8>>>; 2] = [Arc::default(), Arc::default()];
         let mut wasi = WasiCtxBuilder::new();
@@ -124,6 +152,7 @@ impl HostState {
             .lines_left
             .store(self.plugin.limits.logs_per_event, Ordering::Relaxed);
         self.log.refused.store(0, Ordering::Relaxed);
+        self.log.stderr_tail.lock().clear();
     }
 
     /// Log what stdout/stderr left without a newline, and report refused log lines.
@@ -131,9 +160,7 @@ impl HostState {
         for (buf, stream) in self.stdio.iter().zip(["stdout", "stderr"]) {
             let mut buf = buf.lock();
             if !buf.is_empty() {
-                if self.log.take_line() {
-                    emit(&self.log.plugin, stream, &buf);
-                }
+                self.log.line(stream, &buf);
                 buf.clear();
             }
         }
@@ -171,9 +198,7 @@ impl LineLog {
         let mut buf = self.buf.lock();
         for &b in bytes {
             if b == b'\n' {
-                if self.log.take_line() {
-                    emit(&self.log.plugin, self.stream, &buf);
-                }
+                self.log.line(self.stream, &buf);
                 buf.clear();
             } else if buf.len() < MAX_LINE {
                 buf.push(b);
