@@ -135,7 +135,7 @@ async fn send_to_clients_system_all_and_uid_reach_exactly_their_targets() {
     for _ in 0..4 {
         let m = a.recv_json().await;
         got_a.push((
-            m["messageId"].as_str().unwrap().to_owned(),
+            m["messageId"].as_str().expect("messageId").to_owned(),
             m["data"].clone(),
         ));
     }
