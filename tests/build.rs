@@ -21,6 +21,8 @@ const PACKAGES: &[&str] = &[
     "badinit",
     "chat",
     "quiz",
+    "rt-inittrap",
+    "rt-connecttrap",
 ];
 
 /// Environment a build script gets that must not leak into the nested cargo: flags meant for

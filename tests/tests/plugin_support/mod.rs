@@ -33,6 +33,45 @@ pub const VERSIONED_2: &str = env!("GUEST_VERSIONED_2");
 pub const CHAT: &str = env!("GUEST_CHAT");
 /// The quiz example plugin.
 pub const QUIZ: &str = env!("GUEST_QUIZ");
+/// `init` panics.
+pub const INIT_TRAP: &str = env!("GUEST_RT_INITTRAP");
+/// `on-connect` panics.
+pub const CONNECT_TRAP: &str = env!("GUEST_RT_CONNECTTRAP");
+/// The smallest valid component, `(component)`: it exports nothing, so it is the wrong world.
+pub const EMPTY_COMPONENT: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+/// The component `src` with a custom section carrying `tag` appended: the same code, other
+/// bytes, so another version (a new hash) for hot-reload tests.
+pub fn variant(src: &str, tag: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"wasmgate-test-variant";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(tag.as_bytes());
+    let mut bytes = std::fs::read(src).expect("read component");
+    bytes.push(0); // custom section
+    leb(body.len(), &mut bytes);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// Write `bytes` as `<dir>/<name>.wasm` atomically.
+pub fn install_bytes(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).expect("write component");
+    std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).expect("rename component");
+}
 
 /// A compile cache shared by the tests of a run, so each component is compiled once (the
 /// wasmtime compiler is slow in unoptimized test builds). Tests about the cache use their own.
