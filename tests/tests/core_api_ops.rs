@@ -514,3 +514,32 @@ async fn close_client_sends_code_and_reason_after_queued_messages() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn close_codes_at_the_edges_and_long_reasons() {
+    let gw = TestGateway::start(TestGateway::config_with(&["app"])).await;
+    for code in [3000u16, 4999] {
+        let mut c = gw.connect("app").await;
+        gw.ok(
+            "close_client",
+            "app",
+            json!({"clientId": c.id, "code": code, "reason": "edge"}),
+        )
+        .await;
+        assert_eq!(c.recv_close().await, Some((code, "edge".to_owned())));
+    }
+    // A reason longer than a close frame allows (123 bytes) is cut on a character boundary;
+    // the client (which checks UTF-8 and length) still gets a valid close frame.
+    let mut c = gw.connect("app").await;
+    let long = "é".repeat(100);
+    gw.ok(
+        "close_client",
+        "app",
+        json!({"clientId": c.id, "code": 4000, "reason": long}),
+    )
+    .await;
+    let (code, reason) = c.recv_close().await.expect("a close frame");
+    assert_eq!(code, 4000);
+    assert_eq!(reason, "é".repeat(61));
+    gw.stop().await;
+}

@@ -60,6 +60,27 @@ async fn unknown_missing_or_empty_system_is_refused_before_the_upgrade() {
     assert_eq!(status, 400, "{body}");
     let body: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(body["code"], 400);
+    // systemId given twice is ambiguous.
+    assert_refusal(
+        connect_refused(&format!("{base}?systemId=app&systemId=app")).await,
+        400,
+    );
+    // A handshake with the wrong WebSocket version or no key is a 400 JSON.
+    for (version, key) in [("8", Some("dGhlIHNhbXBsZSBub25jZQ==")), ("13", None)] {
+        let mut req = gw
+            .http
+            .get(format!("http://{}/api/websocket/ws?systemId=app", gw.addr))
+            .header("Upgrade", "websocket")
+            .header("Connection", "Upgrade")
+            .header("Sec-WebSocket-Version", version);
+        if let Some(key) = key {
+            req = req.header("Sec-WebSocket-Key", key);
+        }
+        let res = req.send().await.expect("GET");
+        assert_eq!(res.status().as_u16(), 400);
+        let body: Value = res.json().await.expect("JSON");
+        assert_eq!(body["code"], 400, "{body}");
+    }
     // None of that left a trace.
     assert_eq!(
         gw.ok("get_all_client_count", "app", json!({})).await,
