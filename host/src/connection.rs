@@ -5,6 +5,7 @@
 //! owns the socket: it writes what the client's queue holds, reads what the client sends,
 //! pings, enforces the idle timeout and limits, and closes with the right code.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -336,20 +337,25 @@ where
 /// closes it), and fails when the peer takes nothing for `limit`: a client that stops reading
 /// must not hold its task, and its place in the registry, forever. `Err` holds the code and
 /// reason the connection ended with.
-async fn guarded(
-    close_requested: &CancellationToken,
+///
+/// Boxed: the timer and the cancellation future would otherwise add ~400 bytes to every
+/// connection's task, idle or not; one allocation per write batch is cheap next to the write.
+fn guarded<'a>(
+    close_requested: &'a CancellationToken,
     limit: Duration,
-    write: impl Future<Output = Result<(), WsError>>,
-) -> Result<(), (u16, String)> {
-    tokio::select! {
-        biased;
-        written = tokio::time::timeout(limit, write) => match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err((1006, "write failed".into())),
-            Err(_) => Err((1006, "write timeout".into())),
-        },
-        () = close_requested.cancelled() => Ok(()),
-    }
+    write: impl Future<Output = Result<(), WsError>> + 'a,
+) -> Pin<Box<impl Future<Output = Result<(), (u16, String)>> + 'a>> {
+    Box::pin(async move {
+        tokio::select! {
+            biased;
+            written = tokio::time::timeout(limit, write) => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err((1006, "write failed".into())),
+                Err(_) => Err((1006, "write timeout".into())),
+            },
+            () = close_requested.cancelled() => Ok(()),
+        }
+    })
 }
 
 /// Write `first` and whatever else is already queued (up to a batch), then flush once.
