@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate::Config;
 
-use crate::common::{Client, TestGateway, WAIT};
+use crate::common::{Client, TestGateway};
 
 /// Components built from source by `tests/build.rs`.
 pub const HOSTCALLS: &str = env!("GUEST_HOSTCALLS");
@@ -122,14 +122,18 @@ pub async fn plugin(gw: &TestGateway, name: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Poll `/api/plugins` until `name`'s entry satisfies `f` (within [`WAIT`]); the entry.
+/// How long a test waits for a plugin to change state: long, because a reload may compile, and
+/// the compiler is slow in unoptimized test builds (only a deadline: the poll returns at once).
+pub const RELOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// Poll `/api/plugins` until `name`'s entry satisfies `f` (within [`RELOAD_WAIT`]); the entry.
 pub async fn wait_plugin(
     gw: &TestGateway,
     name: &str,
     what: &str,
     f: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let deadline = tokio::time::Instant::now() + RELOAD_WAIT;
     loop {
         let p = plugin(gw, name).await;
         if f(&p) {
