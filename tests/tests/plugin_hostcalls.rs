@@ -390,15 +390,11 @@ async fn on_connect_verdicts_reach_the_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_store_survives_a_restart_and_the_second_start_uses_the_compile_cache() {
+async fn the_store_survives_a_restart() {
     let dir = folder();
-    let cache = tempfile::tempdir().expect("cache folder");
     install(dir.path(), "hostcalls", HOSTCALLS);
-    let mut cfg = config(dir.path());
-    cfg.cache_dir = Some(cache.path().to_path_buf());
-
+    let cfg = config(dir.path());
     let gw = TestGateway::start(cfg.clone()).await;
-    assert_eq!(plugin(&gw, "hostcalls").await["code"], "compiler");
     let mut a = gw.connect("hostcalls").await;
     ok(&mut a, "kv-set", json!({"key": "persist", "value": "yes"})).await;
     ok(&mut a, "kv-incr", json!({"key": "boots"})).await;
@@ -409,11 +405,37 @@ async fn the_store_survives_a_restart_and_the_second_start_uses_the_compile_cach
     );
 
     let gw = TestGateway::start(cfg).await;
-    let entry = plugin(&gw, "hostcalls").await;
-    assert_eq!(entry["code"], "disk-cache", "{entry}");
     let mut a = gw.connect("hostcalls").await;
     assert_eq!(ok(&mut a, "kv-get", json!({"key": "persist"})).await, "yes");
     assert_eq!(ok(&mut a, "kv-incr", json!({"key": "boots"})).await, 2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_second_start_uses_the_compile_cache() {
+    let dir = folder();
+    let cache = tempfile::tempdir().expect("cache folder");
+    install(dir.path(), "looper", LOOPER);
+    let mut cfg = config(dir.path());
+    cfg.cache_dir = Some(cache.path().to_path_buf());
+
+    let gw = TestGateway::start(cfg.clone()).await;
+    assert_eq!(plugin(&gw, "looper").await["code"], "compiler");
+    gw.stop().await;
+    let gw = TestGateway::start(cfg).await;
+    let entry = plugin(&gw, "looper").await;
+    assert_eq!(entry["code"], "disk-cache", "{entry}");
+    assert!(
+        metric(
+            &gw,
+            "wasmgate_plugin_reloads_total{plugin=\"looper\",result=\"ok\",code=\"disk-cache\"}"
+        ) == 1.0,
+        "{}",
+        metrics(&gw)
+    );
+    let mut c = gw.connect("looper").await;
+    c.send_text("works").await;
+    assert_eq!(c.recv_text().await, "works");
     gw.stop().await;
 }
 
