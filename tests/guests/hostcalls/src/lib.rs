@@ -351,3 +351,77 @@ impl Plugin for HostCalls {
 }
 
 export_plugin!(HostCalls);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paths of `command` that never reach a host call, so they run natively.
+    #[test]
+    fn command_errors_and_pure_calls() {
+        let cases = [
+            (
+                "{bad",
+                json!({"err": "bad-json: key must be a string at line 1 column 2", "kind": "bad-json"}),
+            ),
+            (
+                "{\"call\":\"nope\"}",
+                json!({"call": "nope", "err": "unknown-call: nope", "kind": "unknown-call"}),
+            ),
+            (
+                "{\"call\":\"kv-get\",\"id\":3}",
+                json!({"call": "kv-get", "id": 3, "err": "bad-args: missing `key`", "kind": "bad-args"}),
+            ),
+            (
+                "{\"call\":\"set-timer\",\"args\":{\"delay-ms\":-1}}",
+                json!({"call": "set-timer", "err": "bad-args: `delay-ms` must be a non-negative integer", "kind": "bad-args"}),
+            ),
+            (
+                "{\"call\":\"config\",\"id\":\"x\"}",
+                json!({"call": "config", "id": "x", "ok": "cfg"}),
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(command("c1", text, "cfg"), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn argument_decoding() {
+        let args = |v: Value| Args {
+            map: v.as_object().cloned().unwrap_or_default(),
+            sender: "me",
+        };
+        assert_eq!(args(json!({})).client().ok(), Some("me".to_owned()));
+        assert_eq!(
+            args(json!({"client": "c9"})).client().ok(),
+            Some("c9".to_owned())
+        );
+        assert!(args(json!({"client": 5})).client().is_err());
+        assert_eq!(
+            args(json!({"msg": "t"})).msg().ok(),
+            Some(Message::text("t"))
+        );
+        assert_eq!(
+            args(json!({"msg": {"text": "t"}})).msg().ok(),
+            Some(Message::text("t"))
+        );
+        assert_eq!(
+            args(json!({"msg": {"binary": [0, 255]}})).msg().ok(),
+            Some(Message::binary(vec![0, 255]))
+        );
+        assert!(args(json!({"msg": {"binary": [256]}})).msg().is_err());
+        assert!(args(json!({"msg": 1})).msg().is_err());
+        assert_eq!(
+            args(json!({"exclude": ["a"]})).list("exclude").ok(),
+            Some(vec!["a".to_owned()])
+        );
+        assert_eq!(args(json!({})).list("exclude").ok(), Some(Vec::new()));
+        assert!(args(json!({"exclude": [1]})).list("exclude").is_err());
+        let info = args(json!({"info": {"k": "v"}})).info().ok();
+        assert_eq!(info, Some(vec![("k".to_owned(), "v".to_owned())]));
+        assert!(args(json!({"info": {"k": 1}})).info().is_err());
+        assert!(matches!(level("warn"), Ok(Level::Warn)));
+        assert!(level("loud").is_err());
+    }
+}
