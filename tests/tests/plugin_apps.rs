@@ -1,6 +1,8 @@
 //! The example plugins end to end over real sockets: `plugins/chat` (nicknames, rooms, whispers,
 //! surviving a hot reload) and `plugins/quiz` (a game that survives two hot reloads mid-question:
 //! same scores, same question, timers delivered to the new version, no reconnects).
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod plugin_support;
 

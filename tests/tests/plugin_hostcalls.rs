@@ -1,6 +1,8 @@
 //! Every host call from a real guest (`tests/guests/hostcalls`), scoped to the event's system;
 //! on-connect verdicts; on-close; timers; the key-value store across a restart; the compile
 //! cache on a second start; `/api/plugins`.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod plugin_support;
 

@@ -94,9 +94,11 @@ pub fn install(dir: &Path, name: &str, src: &str) {
 
 /// A gateway config loading plugins from `dir`, with a short reload debounce.
 pub fn config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.plugins_dir = Some(dir.to_path_buf());
-    config.cache_dir = Some(shared_cache());
+    let mut config = Config {
+        plugins_dir: Some(dir.to_path_buf()),
+        cache_dir: Some(shared_cache()),
+        ..Config::default()
+    };
     config.plugin.reload_debounce = Duration::from_millis(50);
     config
 }
