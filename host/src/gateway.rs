@@ -334,22 +334,23 @@ impl Gateway {
         n
     }
 
-    /// Send to one client of `system`.
+    /// Send to one client of `system`; `Ok(false)` when it is closing and the message was not
+    /// queued.
     pub async fn send_to_client(
         &self,
         system: &str,
         client: &str,
         msg: Message,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<bool, GatewayError> {
         if !self.inner.registry.client_exists(system, client).await {
             self.ensure_system(system).await?;
             return Err(RegistryError::UnknownClient(client.to_owned()).into());
         }
-        self.deliver(system, client, &msg);
-        Ok(())
+        Ok(self.deliver(system, client, &msg))
     }
 
-    /// Send to several clients of `system`; unknown ids are skipped. Returns how many got it.
+    /// Send to several clients of `system`; unknown ids are skipped and repeated ids get the
+    /// message once. Returns how many got it.
     pub async fn send_to_clients(
         &self,
         system: &str,
@@ -357,7 +358,8 @@ impl Gateway {
         msg: Message,
     ) -> Result<usize, GatewayError> {
         self.ensure_system(system).await?;
-        Ok(self.deliver_all(system, clients, &[], &msg))
+        let unique: std::collections::BTreeSet<&String> = clients.iter().collect();
+        Ok(self.deliver_all(system, unique, &[], &msg))
     }
 
     /// Send to every member of a group except `exclude`.

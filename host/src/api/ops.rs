@@ -200,7 +200,7 @@ pub async fn dispatch(
             send(gw, &body, |m| async move {
                 gw.send_to_client(system, &target.client_id, m)
                     .await
-                    .map(|()| 1)
+                    .map(usize::from)
             })
             .await
         }

@@ -81,6 +81,7 @@ impl Host for HostState {
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.send_to_client(&self.system, &client, to_ws(msg)))
+            .map(|_queued| ())
             .map_err(to_wit_error)
     }
 
