@@ -49,8 +49,103 @@ grep -q 'export wasmgate-init: func' "$WORK/wit/plugin.wit" || {
 
 # 2. The plugin's files, plus an entry module that maps the world's exports onto them.
 mkdir -p "$WORK/app"
-(cd "$SRC" && tar --exclude=node_modules --exclude='*.wasm' -cf - .) | (cd "$WORK/app" && tar -xf -)
+(cd "$SRC" && tar --exclude='*.wasm' -cf - .) | (cd "$WORK/app" && tar -xf -)
+
+# The QuickJS runtime has neither `console` nor TextEncoder/TextDecoder: the prelude defines them
+# (console.* goes to host.log; the codecs are UTF-8 only) before plugin.js is evaluated.
+cat >"$WORK/app/__wasmgate_prelude.js" <<'EOF'
+import * as host from "wasmgate:plugin/host@0.1.0";
+
+if (typeof globalThis.console === "undefined") {
+  const show = (v) => {
+    if (typeof v === "string") return v;
+    if (v instanceof Error) return String(v.stack || v);
+    try {
+      const s = JSON.stringify(v);
+      return s === undefined ? String(v) : s;
+    } catch {
+      return String(v);
+    }
+  };
+  const at = (level) => (...args) => host.log(level, args.map(show).join(" "));
+  globalThis.console = {
+    trace: at("trace"),
+    debug: at("debug"),
+    log: at("info"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+  };
+}
+
+if (typeof globalThis.TextEncoder === "undefined") {
+  globalThis.TextEncoder = class TextEncoder {
+    get encoding() {
+      return "utf-8";
+    }
+    encode(input = "") {
+      const s = String(input);
+      const out = [];
+      for (let i = 0; i < s.length; i++) {
+        let c = s.charCodeAt(i);
+        if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+          const d = s.charCodeAt(i + 1);
+          if (d >= 0xdc00 && d <= 0xdfff) {
+            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            i++;
+          }
+        }
+        if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd;
+        if (c < 0x80) out.push(c);
+        else if (c < 0x800) out.push(0xc0 | (c >> 6), 0x80 | (c & 63));
+        else if (c < 0x10000) out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+        else out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63));
+      }
+      return new Uint8Array(out);
+    }
+  };
+}
+
+if (typeof globalThis.TextDecoder === "undefined") {
+  const cont = (b, i) => i < b.length && (b[i] & 0xc0) === 0x80;
+  globalThis.TextDecoder = class TextDecoder {
+    get encoding() {
+      return "utf-8";
+    }
+    decode(input) {
+      if (input === undefined) return "";
+      const b = input instanceof Uint8Array ? input : new Uint8Array(input.buffer ?? input);
+      let s = "";
+      for (let i = 0; i < b.length; ) {
+        const c = b[i];
+        let cp = 0xfffd;
+        let n = 1;
+        if (c < 0x80) {
+          cp = c;
+        } else if (c >= 0xc2 && c < 0xe0 && cont(b, i + 1)) {
+          cp = ((c & 31) << 6) | (b[i + 1] & 63);
+          n = 2;
+        } else if (c >= 0xe0 && c < 0xf0 && cont(b, i + 1) && cont(b, i + 2)) {
+          cp = ((c & 15) << 12) | ((b[i + 1] & 63) << 6) | (b[i + 2] & 63);
+          n = 3;
+          if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)) cp = 0xfffd;
+        } else if (c >= 0xf0 && c < 0xf5 && cont(b, i + 1) && cont(b, i + 2) && cont(b, i + 3)) {
+          cp = ((c & 7) << 18) | ((b[i + 1] & 63) << 12) | ((b[i + 2] & 63) << 6) | (b[i + 3] & 63);
+          n = 4;
+          if (cp < 0x10000 || cp > 0x10ffff) cp = 0xfffd;
+        }
+        s += String.fromCodePoint(cp);
+        i += n;
+      }
+      return s;
+    }
+  };
+}
+EOF
+
+# The entry maps the world's exports onto plugin.js; a handler plugin.js leaves out does nothing.
 cat >"$WORK/app/__wasmgate_entry.js" <<'EOF'
+import "./__wasmgate_prelude.js";
 import * as plugin from "./plugin.js";
 
 export function wasmgateInit(config) {
