@@ -39,19 +39,29 @@ impl Api {
         head.push_str("\r\n");
         let mut request = head.into_bytes();
         request.extend_from_slice(&body);
+        self.send(op, &request).await
+    }
+
+    /// `GET path`; returns `data` of a `code: 0` answer (e.g. wasmgate's `/api/plugins`).
+    pub async fn get(&mut self, path: &str) -> Result<Value> {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", self.addr);
+        self.send(path, request.as_bytes()).await
+    }
+
+    async fn send(&mut self, what: &str, request: &[u8]) -> Result<Value> {
         // A kept-alive connection may have been closed by the server: retry once on a new one.
         let reused = self.conn.is_some();
-        match tokio::time::timeout(CALL_TIMEOUT, self.exchange(&request)).await {
-            Ok(Ok(v)) => return check(op, v),
+        match tokio::time::timeout(CALL_TIMEOUT, self.exchange(request)).await {
+            Ok(Ok(v)) => return check(what, v),
             Ok(Err(e)) if !reused => return Err(e),
-            Err(_) => bail!("{op}: no answer within {CALL_TIMEOUT:?}"),
+            Err(_) => bail!("{what}: no answer within {CALL_TIMEOUT:?}"),
             Ok(Err(_)) => {}
         }
         self.conn = None;
-        let v = tokio::time::timeout(CALL_TIMEOUT, self.exchange(&request))
+        let v = tokio::time::timeout(CALL_TIMEOUT, self.exchange(request))
             .await
-            .with_context(|| format!("{op}: no answer within {CALL_TIMEOUT:?}"))??;
-        check(op, v)
+            .with_context(|| format!("{what}: no answer within {CALL_TIMEOUT:?}"))??;
+        check(what, v)
     }
 
     async fn exchange(&mut self, request: &[u8]) -> Result<(u16, Value)> {

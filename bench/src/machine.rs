@@ -36,6 +36,17 @@ pub struct MachineInfo {
     pub wasmgate: String,
     /// Commit of the repository the run was made from.
     pub git_commit: String,
+    /// /proc/loadavg when the run started: other work on the machine skews wall-clock numbers.
+    pub load_before: String,
+    /// /proc/loadavg when the run ended.
+    pub load_after: String,
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn cmd(program: &str, args: &[&str]) -> String {
@@ -67,8 +78,9 @@ fn status_field(field: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Collects the facts (commands that fail read "unknown").
-pub fn collect(l: &Launcher) -> MachineInfo {
+/// Collects the facts (commands that fail read "unknown"); `load_before` is the load average
+/// taken before the run.
+pub fn collect(l: &Launcher, load_before: String) -> MachineInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let node = l.node.display().to_string();
@@ -111,5 +123,7 @@ pub fn collect(l: &Launcher) -> MachineInfo {
                 "HEAD",
             ],
         ),
+        load_before,
+        load_after: loadavg(),
     }
 }

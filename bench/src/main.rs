@@ -179,6 +179,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    let load_before = machine::loadavg();
     let results = rt.block_on(scenario::run_all(
         &l,
         &servers,
@@ -187,7 +188,7 @@ fn main() -> Result<()> {
     ));
     let report = Report {
         smoke: cli.smoke,
-        machine: machine::collect(&l),
+        machine: machine::collect(&l, load_before),
         params: p,
         servers: results,
     };

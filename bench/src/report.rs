@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::CpuUse;
 use crate::machine::MachineInfo;
 use crate::params::Params;
 use crate::scenario::echo::EchoResult;
@@ -87,6 +88,11 @@ impl Rows<'_> {
             cells,
         });
     }
+}
+
+/// CPU times come in 10 ms ticks: below 50 ms of server CPU a per-operation figure is noise.
+fn measurable(cpu: &CpuUse) -> bool {
+    cpu.server_secs >= 0.05
 }
 
 fn fmt_num(v: f64, count: bool) -> String {
@@ -209,7 +215,7 @@ fn rows(r: &Report) -> Vec<Row> {
         Lower,
         false,
         |s| s.fanout.as_ref(),
-        |v| Some(v.sustained.server_us_per_delivery),
+        |v| measurable(&v.sustained.cpu).then_some(v.sustained.server_us_per_delivery),
     );
     type PickEcho = fn(&ServerReport) -> Option<&Outcome<EchoResult>>;
     fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
@@ -231,7 +237,7 @@ fn rows(r: &Report) -> Vec<Row> {
             v.latency.as_ref().map(|d| d.p99_ms)
         });
         t.add(&g, "server CPU per reply (µs)", Lower, false, pick, |v| {
-            Some(v.server_us_per_reply)
+            measurable(&v.cpu).then_some(v.server_us_per_reply)
         });
         t.add(&g, "load generator CPU busy (%)", Lower, false, pick, |v| {
             Some(100.0 * v.cpu.client_secs / v.cpu.wall_secs.max(1e-9))
@@ -261,7 +267,7 @@ fn rows(r: &Report) -> Vec<Row> {
         Lower,
         false,
         |s| s.storm.as_ref(),
-        |v| Some(v.server_us_per_conn),
+        |v| measurable(&v.cpu).then_some(v.server_us_per_conn),
     );
     t.add(
         &g,
@@ -280,6 +286,9 @@ fn rows(r: &Report) -> Vec<Row> {
     }
     t.add(&g, "requests sent", Higher, true, pick, |v| {
         Some(v.sent as f64)
+    });
+    t.add(&g, "reloads applied", Higher, true, pick, |v| {
+        Some(v.reloads_applied as f64)
     });
     t.add(&g, "lost", Lower, true, pick, |v| Some(v.lost as f64));
     t.add(&g, "doubled", Lower, true, pick, |v| Some(v.doubled as f64));
@@ -346,6 +355,12 @@ pub fn markdown(r: &Report) -> String {
         s,
         "- machine: {} CPUs ({}), {} MiB, kernel {}",
         m.nproc, m.cpu_model, m.mem_total_mib, m.kernel
+    );
+    let _ = writeln!(
+        s,
+        "- load average before / after the run: {} / {} (other work on the machine slows \
+         wall-clock numbers; CPU per operation is less affected)",
+        m.load_before, m.load_after
     );
     let _ = writeln!(
         s,

@@ -14,8 +14,12 @@ use tokio::task::JoinSet;
 
 use crate::client::{Conn, Target};
 use crate::fleet::{self, FleetSpec};
+use crate::http::Api;
 use crate::params::Params;
 use crate::server::{ECHO_PLUGIN_FILE, ECHO_SYSTEM, Server};
+
+/// The plugin's name: its file name without `.wasm`.
+const ECHO_PLUGIN_NAME: &str = "echo";
 use crate::stats::Dist;
 
 /// Result of the hot-reload scenario.
@@ -43,8 +47,12 @@ pub struct ReloadResult {
     pub baseline: Option<Dist>,
     /// Latency of requests sent while swaps were going on.
     pub during_swaps: Option<Dist>,
-    /// Lines of the gateway's output that mention a reload (best effort, 0 if it logs none).
-    pub reload_log_lines: usize,
+    /// Reloads the gateway applied during the run (`reloads` of `GET /api/plugins`).
+    pub reloads_applied: u64,
+    /// The plugin's `lastError` after the run, if any.
+    pub last_error: Option<String>,
+    /// Whether the version serving at the end is a different build from the first one.
+    pub version_changed: bool,
 }
 
 const PENDING: u8 = 0;
@@ -200,10 +208,18 @@ fn leb128(mut v: usize) -> Vec<u8> {
     }
 }
 
-fn reload_lines(log: &str) -> usize {
-    log.lines()
-        .filter(|l| l.to_ascii_lowercase().contains("reload"))
-        .count()
+/// `(reloads, version, lastError)` of the echo plugin in `GET /api/plugins`.
+async fn plugin_state(api: &mut Api) -> Result<(u64, Option<String>, Option<String>)> {
+    let data = api.get("/api/plugins").await?;
+    let entry = data["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == ECHO_PLUGIN_NAME))
+        .with_context(|| format!("plugin {ECHO_PLUGIN_NAME} not listed: {data}"))?;
+    Ok((
+        entry["reloads"].as_u64().unwrap_or(0),
+        entry["version"].as_str().map(str::to_owned),
+        entry["lastError"].as_str().map(str::to_owned),
+    ))
 }
 
 /// Runs the scenario against a fresh gateway started with the echo plugin (`echo_wasm`).
@@ -225,7 +241,8 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     });
     let timeout = Params::ms(p.reload_timeout_ms);
     let drain = Duration::from_secs(2);
-    let log_before = reload_lines(&server.log());
+    let mut api = Api::new(server.addr());
+    let (reloads_before, version_before, _) = plugin_state(&mut api).await?;
     let mut set = JoinSet::new();
     let ph2 = ph.clone();
     let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
@@ -277,7 +294,10 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     server.check_alive()?;
     out.baseline = Dist::from_us(&mut baseline);
     out.during_swaps = Dist::from_us(&mut swap);
-    out.reload_log_lines = reload_lines(&server.log()).saturating_sub(log_before);
+    let (reloads_after, version_after, last_error) = plugin_state(&mut api).await?;
+    out.reloads_applied = reloads_after.saturating_sub(reloads_before);
+    out.version_changed = version_after.is_some() && version_after != version_before;
+    out.last_error = last_error;
     tracing::info!(?out, "hot reload");
     Ok(out)
 }
