@@ -10,19 +10,30 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// Bound on one API call, so a stuck server cannot hang the benchmark.
+/// Default bound on one API call, so a stuck server cannot hang the benchmark.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One keep-alive connection to the API, reopened when the server closes it.
 pub struct Api {
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
+    /// Bound on one call (a server that answers only after delivering may need long).
+    timeout: Duration,
 }
 
 impl Api {
     /// A client for the server at `addr` (connects lazily).
     pub fn new(addr: SocketAddr) -> Api {
-        Api { addr, conn: None }
+        Api::with_timeout(addr, CALL_TIMEOUT)
+    }
+
+    /// A client whose calls may take up to `timeout`.
+    pub fn with_timeout(addr: SocketAddr, timeout: Duration) -> Api {
+        Api {
+            addr,
+            conn: None,
+            timeout,
+        }
     }
 
     /// Calls `op` with an optional `systemId` header; returns `data` of a `code: 0` answer.
@@ -51,16 +62,17 @@ impl Api {
     async fn send(&mut self, what: &str, request: &[u8]) -> Result<Value> {
         // A kept-alive connection may have been closed by the server: retry once on a new one.
         let reused = self.conn.is_some();
-        match tokio::time::timeout(CALL_TIMEOUT, self.exchange(request)).await {
+        let limit = self.timeout;
+        match tokio::time::timeout(limit, self.exchange(request)).await {
             Ok(Ok(v)) => return check(what, v),
             Ok(Err(e)) if !reused => return Err(e),
-            Err(_) => bail!("{what}: no answer within {CALL_TIMEOUT:?}"),
+            Err(_) => bail!("{what}: no answer within {limit:?}"),
             Ok(Err(_)) => {}
         }
         self.conn = None;
-        let v = tokio::time::timeout(CALL_TIMEOUT, self.exchange(request))
+        let v = tokio::time::timeout(limit, self.exchange(request))
             .await
-            .with_context(|| format!("{what}: no answer within {CALL_TIMEOUT:?}"))??;
+            .with_context(|| format!("{what}: no answer within {limit:?}"))??;
         check(what, v)
     }
 

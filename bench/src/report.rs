@@ -217,6 +217,14 @@ fn rows(r: &Report) -> Vec<Row> {
         |s| s.fanout.as_ref(),
         |v| measurable(&v.sustained.cpu).then_some(v.sustained.server_us_per_delivery),
     );
+    t.add(
+        &g,
+        &format!("{sus}: load generator CPU busy (%)"),
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| Some(100.0 * v.sustained.cpu.client_secs / v.sustained.cpu.wall_secs.max(1e-9)),
+    );
     type PickEcho = fn(&ServerReport) -> Option<&Outcome<EchoResult>>;
     fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
         s.echo_native.as_ref()

@@ -4,7 +4,8 @@
 //!
 //! wasmgate is found through `WASMGATE_BIN` or next to this package's binary (the workspace
 //! target directory); its echo plugin through `WASMGATE_ECHO_WASM` or the `hostcalls` test
-//! guest built for wasm32-wasip2 in the same target directory.
+//! guest built for wasm32-wasip2 in the same target directory (where the tests crate's build
+//! script puts it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,12 +62,17 @@ fn echo_wasm() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("WASMGATE_ECHO_WASM") {
         return Some(PathBuf::from(p));
     }
-    // <target>/<profile>/wasmgate-bench → <target>/wasm32-wasip2/<profile>/hostcalls.wasm
+    // <target>/<profile>/wasmgate-bench → where the tests crate's build script puts the test
+    // guests (<target>/guests/wasm32-wasip2/release), or a plain wasm32-wasip2 build.
     let target = bench_exe().parent()?.parent()?.to_path_buf();
-    ["release", "debug"]
-        .iter()
-        .map(|p| target.join("wasm32-wasip2").join(p).join("hostcalls.wasm"))
-        .find(|p| p.is_file())
+    [
+        target.join("guests/wasm32-wasip2/release"),
+        target.join("wasm32-wasip2/release"),
+        target.join("wasm32-wasip2/debug"),
+    ]
+    .into_iter()
+    .map(|dir| dir.join("hostcalls.wasm"))
+    .find(|p| p.is_file())
 }
 
 /// Runs the benchmark binary; returns its JSON report and Markdown.

@@ -327,7 +327,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     };
     tracing::info!(server = server.kind.label(), ?single, "fan-out single");
 
-    let sustained = sustained(server, p, &sh, &mut api, n, sent_target).await?;
+    let sustained = sustained(server, p, &sh, n, sent_target).await?;
     server.check_alive()?;
     let dropped = sh.dropped.load(Ordering::Relaxed);
     set.shutdown().await;
@@ -341,11 +341,17 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     })
 }
 
+/// Bound on one trigger of the sustained phase: a server that answers the API only after
+/// writing to every client (Node) answers the last trigger long after it was sent.
+const TRIGGER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Broadcasts at a fixed rate, open loop: each trigger goes out on its own connection at its
+/// scheduled time, whether or not the server has answered the previous ones (a closed loop
+/// would slow the rate down to what a slow server allows and hide its backlog).
 async fn sustained(
     server: &Server,
     p: &Params,
     sh: &Arc<Shared>,
-    api: &mut Api,
     n: usize,
     count: usize,
 ) -> Result<Sustained> {
@@ -354,11 +360,20 @@ async fn sustained(
     let meter = CpuMeter::start(server.pid)?;
     let start = Instant::now();
     let first_send = sh.now_ns();
+    let mut triggers = JoinSet::new();
     for (seq, at) in sent_at.iter_mut().enumerate().skip(1) {
         tokio::time::sleep_until((start + interval * u32::try_from(seq - 1)?).into()).await;
         *at = sh.now_ns();
         let (op, sys, body) = trigger(seq, p);
-        api.call(op, Some(sys), &body).await?;
+        let addr = server.addr();
+        triggers.spawn(async move {
+            Api::with_timeout(addr, TRIGGER_TIMEOUT)
+                .call(op, Some(sys), &body)
+                .await
+        });
+    }
+    while let Some(r) = triggers.join_next().await {
+        r.context("trigger task")?.context("sustained trigger")?;
     }
     let expected = (count * n) as u64;
     let s = sh.clone();
