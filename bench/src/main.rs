@@ -138,7 +138,7 @@ fn params(cli: &Cli) -> Params {
     p
 }
 
-fn launcher(cli: &Cli) -> Launcher {
+fn launcher(cli: &Cli, cache_dir: &std::path::Path) -> Launcher {
     let wasmgate_bin = cli.wasmgate_bin.clone().or_else(|| {
         let exe = std::env::current_exe().ok()?;
         let sibling = exe.parent()?.join("wasmgate");
@@ -157,6 +157,7 @@ fn launcher(cli: &Cli) -> Launcher {
         node: cli.node.clone(),
         peers_dir: cli.peers_dir.clone(),
         server_cpu: cli.server_cpu.clone(),
+        cache_dir: Some(cache_dir.to_path_buf()),
     }
 }
 
@@ -171,7 +172,11 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let p = params(&cli);
-    let l = launcher(&cli);
+    let cache = tempfile::Builder::new()
+        .prefix("wasmgate-bench-cache-")
+        .tempdir()
+        .context("compile cache directory")?;
+    let l = launcher(&cli, cache.path());
     let mut servers = cli.servers.clone();
     servers.dedup();
     // One thread: the load generator must not compete with the server for the other core.

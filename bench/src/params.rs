@@ -98,7 +98,8 @@ impl Params {
             reload_swaps: 3,
             reload_interval_ms: 300,
             reload_baseline_ms: 400,
-            scenario_timeout_secs: 30,
+            // A bound, not a target: a debug gateway compiles a plugin in seconds.
+            scenario_timeout_secs: 120,
             ..Params::full()
         }
     }

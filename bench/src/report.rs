@@ -298,6 +298,14 @@ fn rows(r: &Report) -> Vec<Row> {
     t.add(&g, "reloads applied", Higher, true, pick, |v| {
         Some(v.reloads_applied as f64)
     });
+    t.add(
+        &g,
+        "last swap serving after (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.last_swap_live_ms,
+    );
     t.add(&g, "lost", Lower, true, pick, |v| Some(v.lost as f64));
     t.add(&g, "doubled", Lower, true, pick, |v| Some(v.doubled as f64));
     t.add(

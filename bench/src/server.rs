@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
 use crate::client::{Proto, Target};
+use crate::http::Api;
 
 /// The servers the benchmark compares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -50,6 +51,8 @@ pub const ECHO_SYSTEM: &str = "echo";
 pub const BENCH_SYSTEM: &str = "bench";
 /// File name of the echo plugin inside the gateway's plugins directory.
 pub const ECHO_PLUGIN_FILE: &str = "echo.wasm";
+/// The echo plugin's name: its file name without `.wasm`.
+pub const ECHO_PLUGIN_NAME: &str = "echo";
 
 /// How to start each server.
 #[derive(Clone, Debug)]
@@ -64,6 +67,9 @@ pub struct Launcher {
     pub peers_dir: PathBuf,
     /// CPU list for `taskset -c`, keeping the server off the load generator's core.
     pub server_cpu: Option<String>,
+    /// The gateway's compile cache, shared by every gateway of the run so that each start
+    /// does not compile the same plugin again (startup is not what is measured).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A running server.
@@ -108,7 +114,11 @@ impl Launcher {
                         .with_context(|| format!("copy {}", wasm.display()))?;
                 }
                 let config = dir.path().join("wasmgate.toml");
-                std::fs::write(&config, wasmgate_config(echo_plugin)).context("write config")?;
+                std::fs::write(
+                    &config,
+                    wasmgate_config(echo_plugin, self.cache_dir.as_deref()),
+                )
+                .context("write config")?;
                 let args = vec![
                     "--listen".into(),
                     format!("127.0.0.1:{port}"),
@@ -174,14 +184,27 @@ impl Launcher {
             _dir: dir,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
+        if kind == ServerKind::Wasmgate && echo_plugin {
+            server.wait_plugin_live(Duration::from_secs(60)).await?;
+        }
         Ok(server)
     }
 }
 
 /// The gateway config: the `bench` system, plus the `echo` system that the plugin file
 /// `echo.wasm` serves (a plugin serves the system named like its file).
-fn wasmgate_config(echo_plugin: bool) -> String {
-    let mut s = format!("[systems.{BENCH_SYSTEM}]\n");
+fn wasmgate_config(echo_plugin: bool, cache_dir: Option<&Path>) -> String {
+    let mut s = String::new();
+    if let Some(dir) = cache_dir {
+        // TOML basic string: escape what a path may hold.
+        let dir = dir
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        s.push_str(&format!("cache_dir = \"{dir}\"\n\n"));
+    }
+    s.push_str(&format!("[systems.{BENCH_SYSTEM}]\n"));
     if echo_plugin {
         s.push_str(&format!("\n[systems.{ECHO_SYSTEM}]\n"));
     }
@@ -229,6 +252,28 @@ impl Server {
                 );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until `GET /api/plugins` shows the echo plugin serving a version: until then the
+    /// gateway drops the frames meant for it, which would count as lost.
+    async fn wait_plugin_live(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut api = Api::new(self.addr());
+        loop {
+            self.check_alive()?;
+            let data = api.get("/api/plugins").await?;
+            let live = data["list"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|p| p["name"] == ECHO_PLUGIN_NAME && p["version"].is_string())
+            });
+            if live {
+                return Ok(());
+            }
+            if start.elapsed() > limit {
+                bail!("the echo plugin is not serving after {limit:?}: {data}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -301,6 +346,16 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_config_names_the_systems_and_the_shared_cache() {
+        assert_eq!(wasmgate_config(false, None), "[systems.bench]\n");
+        let c = wasmgate_config(true, Some(Path::new("/tmp/a \"b\"")));
+        assert_eq!(
+            c,
+            "cache_dir = \"/tmp/a \\\"b\\\"\"\n\n[systems.bench]\n\n[systems.echo]\n"
+        );
+    }
 
     #[test]
     fn reads_vm_rss_of_this_process() {

@@ -16,10 +16,7 @@ use crate::client::{Conn, Target};
 use crate::fleet::{self, FleetSpec};
 use crate::http::Api;
 use crate::params::Params;
-use crate::server::{ECHO_PLUGIN_FILE, ECHO_SYSTEM, Server};
-
-/// The plugin's name: its file name without `.wasm`.
-const ECHO_PLUGIN_NAME: &str = "echo";
+use crate::server::{ECHO_PLUGIN_FILE, ECHO_PLUGIN_NAME, ECHO_SYSTEM, Server};
 use crate::stats::Dist;
 
 /// Result of the hot-reload scenario.
@@ -51,9 +48,13 @@ pub struct ReloadResult {
     pub reloads_applied: u64,
     /// The plugin's `lastError` after the run, if any.
     pub last_error: Option<String>,
-    /// Whether the version serving at the end is a different build from the first one.
-    pub version_changed: bool,
+    /// Time from the last write until the gateway served that build (its blake3 hash is the
+    /// `version` of `GET /api/plugins`); `None` if it did not within 60 s.
+    pub last_swap_live_ms: Option<f64>,
 }
+
+/// Bound on waiting for the last build to serve (a debug build compiles slowly).
+const LIVE_LIMIT: Duration = Duration::from_secs(60);
 
 const PENDING: u8 = 0;
 const ANSWERED: u8 = 1;
@@ -242,7 +243,10 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     let timeout = Params::ms(p.reload_timeout_ms);
     let drain = Duration::from_secs(2);
     let mut api = Api::new(server.addr());
-    let (reloads_before, version_before, _) = plugin_state(&mut api).await?;
+    let (reloads_before, _, _) = plugin_state(&mut api).await?;
+    let last_hash = blake3::hash(&variant(&base, p.reload_swaps))
+        .to_hex()
+        .to_string();
     let mut set = JoinSet::new();
     let ph2 = ph.clone();
     let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
@@ -268,8 +272,17 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
             .await
             .with_context(|| format!("replace {}", file.display()))?;
     }
-    // Keep the load on while the last swap is picked up.
-    tokio::time::sleep(interval.max(Duration::from_secs(1))).await;
+    // Keep the load on until the last build serves, and a little after.
+    let last_write = Instant::now();
+    let mut last_swap_live_ms = None;
+    while p.reload_swaps > 0 && last_write.elapsed() < LIVE_LIMIT {
+        if plugin_state(&mut api).await?.1.as_deref() == Some(last_hash.as_str()) {
+            last_swap_live_ms = Some(last_write.elapsed().as_secs_f64() * 1e3);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(interval.max(Duration::from_millis(500))).await;
     ph.stop.store(true, Ordering::Relaxed);
     let mut out = ReloadResult {
         clients: n,
@@ -294,9 +307,9 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     server.check_alive()?;
     out.baseline = Dist::from_us(&mut baseline);
     out.during_swaps = Dist::from_us(&mut swap);
-    let (reloads_after, version_after, last_error) = plugin_state(&mut api).await?;
+    let (reloads_after, _, last_error) = plugin_state(&mut api).await?;
     out.reloads_applied = reloads_after.saturating_sub(reloads_before);
-    out.version_changed = version_after.is_some() && version_after != version_before;
+    out.last_swap_live_ms = last_swap_live_ms;
     out.last_error = last_error;
     tracing::info!(?out, "hot reload");
     Ok(out)
