@@ -1,10 +1,10 @@
 /*
  * wasmgate chat plugin in C (world wasmgate:plugin/plugin@0.1.0).
  *
- * Speaks the same JSON protocol as the Rust chat plugin: a client sends text frames
- * {"event": <name>, "data": {...}} and gets replies
- * {"event": <name>, "code": 0, "msg": "ok", "data": ...} or
- * {"event": <name>, "code": <non-zero>, "msg": "<why>"}.
+ * Speaks the same JSON protocol as the Rust chat plugin (plugins/chat): a client sends text
+ * frames {"event": <name>, "data": {...}} and gets replies
+ * {"event": <name>, "code": 0, "msg": "success", "data": {...}} or
+ * {"event": <name>, "code": <non-zero>, "msg": "<why>", "data": null}.
  *
  * Build: scripts/build-c-plugin.sh plugins/c-chat plugins/c-chat.wasm
  *
@@ -30,6 +30,9 @@ enum {
     CONFLICT = 409,    /* nickname already taken by another client */
     HOST_ERROR = 500,  /* a host call failed; msg says why */
 };
+
+/* Field limits, in characters (as the Rust chat). */
+enum { MAX_NAME = 32, MAX_ROOM = 64, MAX_TEXT = 2000 };
 
 typedef wasmgate_plugin_host_error_t host_error;
 
@@ -104,15 +107,39 @@ static void fail_host(req *r, host_error *err) {
     describe(&r->msg, err);
 }
 
-/* A required non-empty string member of data (malloc'd), or NULL after failing with 400. */
-static char *field(req *r, const char *name) {
+static bool blank(const char *s) {
+    for (; *s; s++) {
+        if (!strchr(" \t\n\r\v\f", *s)) return false;
+    }
+    return true;
+}
+
+/* Unicode scalar values in a UTF-8 string. */
+static size_t chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* A required string member of data: present, not blank, at most `max` characters (malloc'd),
+ * or NULL after failing with 400. */
+static char *field(req *r, const char *name, size_t max) {
     jval v;
     char *s = NULL;
     if (json_get(r->data, name, &v)) s = json_str(v);
-    if (s && *s) return s;
-    free(s);
-    fail(r, BAD_REQUEST, "missing field '", name, "'");
-    return NULL;
+    if (!s || blank(s)) {
+        free(s);
+        fail(r, BAD_REQUEST, "missing field '", name, "'");
+        return NULL;
+    }
+    if (chars(s) > max) {
+        char limit[48];
+        snprintf(limit, sizeof limit, "' is longer than %zu characters", max);
+        free(s);
+        fail(r, BAD_REQUEST, "field '", name, limit);
+        return NULL;
+    }
+    return s;
 }
 
 /* The nickname (uid) of a client, or its client id; malloc'd. NULL after failing. */
@@ -159,7 +186,7 @@ static void out_strings(sb *out, const plugin_string_t *items, size_t n) {
 /* ---- handlers -------------------------------------------------------------------------- */
 
 static void on_nick(req *r) {
-    char *name = field(r, "name");
+    char *name = field(r, "name", MAX_NAME);
     if (!name) return;
     plugin_string_t uid = borrow_c(name);
     wasmgate_plugin_host_list_client_id_t owners;
@@ -168,18 +195,25 @@ static void on_nick(req *r) {
     for (size_t i = 0; i < owners.len; i++) taken |= !same(&owners.ptr[i], r->client);
     wasmgate_plugin_host_list_client_id_free(&owners);
     host_error err;
+    plugin_option_string_t old = {0};
     if (taken) {
         fail(r, CONFLICT, "nick '", name, "' is taken");
+    } else if (!wasmgate_plugin_host_get_uid_by_client_id(r->client, &old, &err)) {
+        fail_host(r, &err);
+    } else if (old.is_some && !same(&old.val, &uid) &&
+               !wasmgate_plugin_host_unbind_uid(r->client, &err)) {
+        fail_host(r, &err);
     } else if (!wasmgate_plugin_host_bind_uid(r->client, &uid, &err)) {
         fail_host(r, &err);
     } else {
         out_pair(r, "name", name);
     }
+    plugin_option_string_free(&old);
     free(name);
 }
 
 static void on_join_leave(req *r, bool join) {
-    char *room = field(r, "room");
+    char *room = field(r, "room", MAX_ROOM);
     if (!room) return;
     plugin_string_t group = borrow_c(room);
     host_error err;
@@ -194,8 +228,8 @@ static void on_join(req *r) { on_join_leave(r, true); }
 static void on_leave(req *r) { on_join_leave(r, false); }
 
 static void on_say(req *r) {
-    char *room = field(r, "room");
-    char *text = room ? field(r, "text") : NULL;
+    char *room = field(r, "room", MAX_ROOM);
+    char *text = room ? field(r, "text", MAX_TEXT) : NULL;
     char *from = NULL;
     if (!text) goto done;
     plugin_string_t group = borrow_c(room);
@@ -244,8 +278,8 @@ done:
 }
 
 static void on_whisper(req *r) {
-    char *to = field(r, "to");
-    char *text = to ? field(r, "text") : NULL;
+    char *to = field(r, "to", MAX_NAME);
+    char *text = to ? field(r, "text", MAX_TEXT) : NULL;
     char *from = text ? name_of(r) : NULL;
     if (!from) goto done;
     sb body = {0};
@@ -283,7 +317,7 @@ done:
 }
 
 static void on_who(req *r) {
-    char *room = field(r, "room");
+    char *room = field(r, "room", MAX_ROOM);
     if (!room) return;
     plugin_string_t group = borrow_c(room);
     plugin_list_string_t uids;
@@ -298,7 +332,7 @@ static void on_who(req *r) {
 }
 
 static void on_info_set(req *r) {
-    char *key = field(r, "key");
+    char *key = field(r, "key", MAX_ROOM);
     if (!key) return;
     jval v;
     char *value = json_get(r->data, "value", &v) ? json_str(v) : NULL;
@@ -342,7 +376,7 @@ static void on_info_get(req *r) {
 }
 
 static void on_kv_incr(req *r) {
-    char *key = field(r, "key");
+    char *key = field(r, "key", MAX_ROOM);
     if (!key) return;
     plugin_string_t k = borrow_c(key);
     int64_t value;
@@ -401,7 +435,7 @@ static const struct {
     {"timer", on_timer_request}, {"version", on_version},
 };
 
-/* {"event":<ev>,"code":<code>,"msg":<msg>} as a reply; `ev` may be NULL for "error". */
+/* {"event":<ev>,"code":<code>,"msg":<msg>,"data":null} as a reply; `ev` NULL means "error". */
 static void send_error(plugin_string_t *client, const char *ev, int code, const char *msg, size_t n) {
     sb b = {0};
     sb_cstr(&b, "{\"event\":");
@@ -410,7 +444,7 @@ static void send_error(plugin_string_t *client, const char *ev, int code, const 
     sb_int(&b, code);
     sb_cstr(&b, ",\"msg\":");
     sb_jstr(&b, msg, n);
-    sb_cstr(&b, "}");
+    sb_cstr(&b, ",\"data\":null}");
     send_sb(client, &b);
     sb_free(&b);
 }
@@ -422,13 +456,15 @@ static void handle_text(plugin_string_t *client, const char *frame, size_t len) 
         return;
     }
     jval doc, ev;
-    if (!json_parse(frame, len, &doc)) {
-        send_error(client, NULL, BAD_REQUEST, "invalid json", 12);
-        return;
-    }
-    char *event = json_get(doc, "event", &ev) ? json_str(ev) : NULL;
+    const char *bad = NULL;
+    if (!json_parse(frame, len, &doc)) bad = "bad request: not JSON";
+    else if (doc.type != J_OBJ) bad = "bad request: not a JSON object";
+    else if (!json_get(doc, "event", &ev)) bad = "bad request: no `event` field";
+    else if (ev.type != J_STR) bad = "bad request: `event` is not a string";
+    char *event = bad ? NULL : json_str(ev);
     if (!event) {
-        send_error(client, NULL, BAD_REQUEST, "missing event", 13);
+        if (!bad) bad = "bad request: out of memory";
+        send_error(client, NULL, BAD_REQUEST, bad, strlen(bad));
         return;
     }
     req r = {client, {J_NONE, NULL, 0}, {0}, 0, {0}};
@@ -438,7 +474,7 @@ static void handle_text(plugin_string_t *client, const char *frame, size_t len) 
         if (strcmp(HANDLERS[i].event, event) == 0) handle = HANDLERS[i].handle;
     }
     if (!handle) {
-        fail(&r, NOT_FOUND, "unknown event '", event, "'");
+        fail(&r, NOT_FOUND, "unknown event", NULL, NULL);
     } else {
         handle(&r);
     }
@@ -449,8 +485,9 @@ static void handle_text(plugin_string_t *client, const char *frame, size_t len) 
         sb b = {0};
         sb_cstr(&b, "{\"event\":");
         sb_jcstr(&b, event);
-        sb_cstr(&b, ",\"code\":0,\"msg\":\"ok\",\"data\":");
-        sb_raw(&b, r.out.buf, r.out.len);
+        sb_cstr(&b, ",\"code\":0,\"msg\":\"success\",\"data\":");
+        if (r.out.len) sb_raw(&b, r.out.buf, r.out.len);
+        else sb_cstr(&b, "null");
         sb_cstr(&b, "}");
         send_sb(client, &b);
         sb_free(&b);

@@ -1,9 +1,9 @@
 // wasmgate chat plugin in JavaScript (world wasmgate:plugin/plugin@0.1.0).
 //
-// Speaks the same JSON protocol as the Rust chat plugin: a client sends text frames
-// `{"event": <name>, "data": {...}}` and gets replies
-// `{"event": <name>, "code": 0, "msg": "ok", "data": ...}` or
-// `{"event": <name>, "code": <non-zero>, "msg": "<why>"}`.
+// Speaks the same JSON protocol as the Rust chat plugin (plugins/chat): a client sends text
+// frames `{"event": <name>, "data": {...}}` and gets replies
+// `{"event": <name>, "code": 0, "msg": "success", "data": {...}}` or
+// `{"event": <name>, "code": <non-zero>, "msg": "<why>", "data": null}`.
 //
 // Build: scripts/build-js-plugin.sh plugins/js-chat plugins/js-chat.wasm
 
@@ -17,6 +17,11 @@ const FORBIDDEN = 403; // saying something in a room you did not join
 const NOT_FOUND = 404; // unknown event, or nobody to whisper to
 const CONFLICT = 409; // nickname already taken by another client
 const HOST_ERROR = 500; // a host call failed; msg says why
+
+// Field limits, in characters (as the Rust chat).
+const MAX_NAME = 32;
+const MAX_ROOM = 64;
+const MAX_TEXT = 2000;
 
 // Plugin memory: lost on a trap or a reload, so only the config lives here.
 let configVersion = "1";
@@ -62,11 +67,14 @@ function send(client, obj) {
   }
 }
 
-/** A required non-empty string field of `data`. */
-function field(data, name) {
+/** A required string field of `data`: present, not blank, at most `max` characters. */
+function field(data, name, max) {
   const v = data[name];
-  if (typeof v !== "string" || v.length === 0) {
+  if (typeof v !== "string" || v.trim().length === 0) {
     throw new Reply(BAD_REQUEST, `missing field '${name}'`);
+  }
+  if ([...v].length > max) {
+    throw new Reply(BAD_REQUEST, `field '${name}' is longer than ${max} characters`);
   }
   return v;
 }
@@ -79,27 +87,31 @@ function nameOf(client) {
 
 const handlers = {
   nick(client, data) {
-    const name = field(data, "name");
+    const name = field(data, "name", MAX_NAME);
     const owners = host.getClientIdsByUid(name);
     if (owners.some((c) => c !== client)) {
       throw new Reply(CONFLICT, `nick '${name}' is taken`);
+    }
+    const old = call(() => host.getUidByClientId(client));
+    if (old !== null && old !== undefined && old !== name) {
+      call(() => host.unbindUid(client));
     }
     call(() => host.bindUid(client, name));
     return { name };
   },
   join(client, data) {
-    const room = field(data, "room");
+    const room = field(data, "room", MAX_ROOM);
     call(() => host.joinGroup(client, room));
     return { room };
   },
   leave(client, data) {
-    const room = field(data, "room");
+    const room = field(data, "room", MAX_ROOM);
     call(() => host.leaveGroup(client, room));
     return { room };
   },
   say(client, data) {
-    const room = field(data, "room");
-    const said = field(data, "text");
+    const room = field(data, "room", MAX_ROOM);
+    const said = field(data, "text", MAX_TEXT);
     if (!host.getClientIdsByGroup(room).includes(client)) {
       throw new Reply(FORBIDDEN, `not in room '${room}'`);
     }
@@ -109,8 +121,8 @@ const handlers = {
     return { room, delivered };
   },
   whisper(client, data) {
-    const to = field(data, "to");
-    const said = field(data, "text");
+    const to = field(data, "to", MAX_NAME);
+    const said = field(data, "text", MAX_TEXT);
     const from = nameOf(client);
     const msg = JSON.stringify({ event: "whisper", data: { from, text: said } });
     const delivered = call(() => host.sendToUid(to, text(msg)));
@@ -120,11 +132,11 @@ const handlers = {
     return { to, delivered };
   },
   who(_client, data) {
-    const room = field(data, "room");
+    const room = field(data, "room", MAX_ROOM);
     return { room, uids: host.getUidsByGroup(room) };
   },
   "info-set"(client, data) {
-    const key = field(data, "key");
+    const key = field(data, "key", MAX_ROOM);
     const value = data.value;
     if (typeof value !== "string") {
       throw new Reply(BAD_REQUEST, "missing field 'value'");
@@ -137,7 +149,7 @@ const handlers = {
     return Object.fromEntries(info);
   },
   "kv-incr"(_client, data) {
-    const key = field(data, "key");
+    const key = field(data, "key", MAX_ROOM);
     return { value: call(() => host.kvIncr(key, 1)) };
   },
   timer(client, data) {
@@ -154,6 +166,11 @@ const handlers = {
   },
 };
 
+/** A frame that is no JSON event: answered with event "error". */
+function badRequest(client, why) {
+  send(client, { event: "error", code: BAD_REQUEST, msg: `bad request: ${why}`, data: null });
+}
+
 function handleText(client, frame) {
   if (frame === "hello") {
     host.sendToClient(client, text(`hello from ${LANG}`));
@@ -163,29 +180,27 @@ function handleText(client, frame) {
   try {
     req = JSON.parse(frame);
   } catch {
-    send(client, { event: "error", code: BAD_REQUEST, msg: "invalid json" });
-    return;
+    return badRequest(client, "not JSON");
   }
-  if (req === null || typeof req !== "object" || typeof req.event !== "string") {
-    send(client, { event: "error", code: BAD_REQUEST, msg: "missing event" });
-    return;
+  if (req === null || typeof req !== "object" || Array.isArray(req)) {
+    return badRequest(client, "not a JSON object");
   }
+  if (!("event" in req)) return badRequest(client, "no `event` field");
+  if (typeof req.event !== "string") return badRequest(client, "`event` is not a string");
   const event = req.event;
   const data = req.data !== null && typeof req.data === "object" ? req.data : {};
   const handler = Object.hasOwn(handlers, event) ? handlers[event] : undefined;
   if (!handler) {
-    send(client, { event, code: NOT_FOUND, msg: `unknown event '${event}'` });
+    send(client, { event, code: NOT_FOUND, msg: "unknown event", data: null });
     return;
   }
   try {
     const result = handler(client, data);
-    send(client, { event, code: 0, msg: "ok", data: result });
+    send(client, { event, code: 0, msg: "success", data: result });
   } catch (err) {
-    if (err instanceof Reply) {
-      send(client, { event, code: err.code, msg: err.message });
-    } else {
-      send(client, { event, code: HOST_ERROR, msg: describe(err) });
-    }
+    const code = err instanceof Reply ? err.code : HOST_ERROR;
+    const msg = err instanceof Reply ? err.message : describe(err);
+    send(client, { event, code, msg, data: null });
   }
 }
 
@@ -194,7 +209,8 @@ export function init(config) {
     try {
       const parsed = JSON.parse(config);
       if (parsed && typeof parsed === "object" && parsed.version !== undefined) {
-        configVersion = String(parsed.version);
+        const v = parsed.version;
+        configVersion = typeof v === "string" ? v : JSON.stringify(v);
       }
     } catch {
       // Not JSON: keep the default version.

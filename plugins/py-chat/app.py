@@ -1,9 +1,9 @@
 """wasmgate chat plugin in Python (world wasmgate:plugin/plugin@0.1.0).
 
-Speaks the same JSON protocol as the Rust chat plugin: a client sends text frames
-``{"event": <name>, "data": {...}}`` and gets replies
-``{"event": <name>, "code": 0, "msg": "ok", "data": ...}`` or
-``{"event": <name>, "code": <non-zero>, "msg": "<why>"}``.
+Speaks the same JSON protocol as the Rust chat plugin (plugins/chat): a client sends text
+frames ``{"event": <name>, "data": {...}}`` and gets replies
+``{"event": <name>, "code": 0, "msg": "success", "data": {...}}`` or
+``{"event": <name>, "code": <non-zero>, "msg": "<why>", "data": null}``.
 
 Build: scripts/build-py-plugin.sh plugins/py-chat plugins/py-chat.wasm
 """
@@ -30,6 +30,11 @@ FORBIDDEN = 403  # saying something in a room you did not join
 NOT_FOUND = 404  # unknown event, or nobody to whisper to
 CONFLICT = 409  # nickname already taken by another client
 HOST_ERROR = 500  # a host call failed; msg says why
+
+# Field limits, in characters (as the Rust chat).
+MAX_NAME = 32
+MAX_ROOM = 64
+MAX_TEXT = 2000
 
 # Plugin memory: lost on a trap or a reload, so only the config lives here.
 _version = "1"
@@ -71,11 +76,13 @@ def send(client: str, obj: Dict[str, Any]) -> None:
         host.log(Level.WARN, f"send to {client} failed: {describe(err)}")
 
 
-def field(data: Dict[str, Any], name: str) -> str:
-    """A required non-empty string field of `data`."""
+def field(data: Dict[str, Any], name: str, limit: int) -> str:
+    """A required string field of `data`: present, not blank, at most `limit` characters."""
     value = data.get(name)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value.strip():
         raise Reply(BAD_REQUEST, f"missing field '{name}'")
+    if len(value) > limit:
+        raise Reply(BAD_REQUEST, f"field '{name}' is longer than {limit} characters")
     return value
 
 
@@ -86,28 +93,31 @@ def name_of(client: str) -> str:
 
 
 def on_nick(client: str, data: Dict[str, Any]) -> Any:
-    name = field(data, "name")
+    name = field(data, "name", MAX_NAME)
     if any(c != client for c in host.get_client_ids_by_uid(name)):
         raise Reply(CONFLICT, f"nick '{name}' is taken")
+    old = call(lambda: host.get_uid_by_client_id(client))
+    if old is not None and old != name:
+        call(lambda: host.unbind_uid(client))
     call(lambda: host.bind_uid(client, name))
     return {"name": name}
 
 
 def on_join(client: str, data: Dict[str, Any]) -> Any:
-    room = field(data, "room")
+    room = field(data, "room", MAX_ROOM)
     call(lambda: host.join_group(client, room))
     return {"room": room}
 
 
 def on_leave(client: str, data: Dict[str, Any]) -> Any:
-    room = field(data, "room")
+    room = field(data, "room", MAX_ROOM)
     call(lambda: host.leave_group(client, room))
     return {"room": room}
 
 
 def on_say(client: str, data: Dict[str, Any]) -> Any:
-    room = field(data, "room")
-    text = field(data, "text")
+    room = field(data, "room", MAX_ROOM)
+    text = field(data, "text", MAX_TEXT)
     if client not in host.get_client_ids_by_group(room):
         raise Reply(FORBIDDEN, f"not in room '{room}'")
     said = {"event": "said", "data": {"room": room, "from": name_of(client), "text": text}}
@@ -116,8 +126,8 @@ def on_say(client: str, data: Dict[str, Any]) -> Any:
 
 
 def on_whisper(client: str, data: Dict[str, Any]) -> Any:
-    to = field(data, "to")
-    text = field(data, "text")
+    to = field(data, "to", MAX_NAME)
+    text = field(data, "text", MAX_TEXT)
     msg = {"event": "whisper", "data": {"from": name_of(client), "text": text}}
     delivered = call(lambda: host.send_to_uid(to, Message_Text(json.dumps(msg))))
     if delivered == 0:
@@ -126,12 +136,12 @@ def on_whisper(client: str, data: Dict[str, Any]) -> Any:
 
 
 def on_who(_client: str, data: Dict[str, Any]) -> Any:
-    room = field(data, "room")
+    room = field(data, "room", MAX_ROOM)
     return {"room": room, "uids": host.get_uids_by_group(room)}
 
 
 def on_info_set(client: str, data: Dict[str, Any]) -> Any:
-    key = field(data, "key")
+    key = field(data, "key", MAX_ROOM)
     value = data.get("value")
     if not isinstance(value, str):
         raise Reply(BAD_REQUEST, "missing field 'value'")
@@ -144,7 +154,7 @@ def on_info_get(client: str, _data: Dict[str, Any]) -> Any:
 
 
 def on_kv_incr(_client: str, data: Dict[str, Any]) -> Any:
-    key = field(data, "key")
+    key = field(data, "key", MAX_ROOM)
     return {"value": call(lambda: host.kv_incr(key, 1))}
 
 
@@ -175,6 +185,11 @@ HANDLERS: Dict[str, Callable[[str, Dict[str, Any]], Any]] = {
 }
 
 
+def bad_request(client: str, why: str) -> None:
+    """A frame that is no JSON event: answered with event "error"."""
+    send(client, {"event": "error", "code": BAD_REQUEST, "msg": f"bad request: {why}", "data": None})
+
+
 def handle_text(client: str, frame: str) -> None:
     if frame == "hello":
         host.send_to_client(client, Message_Text(f"hello from {LANG}"))
@@ -182,28 +197,30 @@ def handle_text(client: str, frame: str) -> None:
     try:
         req = json.loads(frame)
     except ValueError:
-        send(client, {"event": "error", "code": BAD_REQUEST, "msg": "invalid json"})
-        return
-    if not isinstance(req, dict) or not isinstance(req.get("event"), str):
-        send(client, {"event": "error", "code": BAD_REQUEST, "msg": "missing event"})
-        return
+        return bad_request(client, "not JSON")
+    if not isinstance(req, dict):
+        return bad_request(client, "not a JSON object")
+    if "event" not in req:
+        return bad_request(client, "no `event` field")
+    if not isinstance(req["event"], str):
+        return bad_request(client, "`event` is not a string")
     event = req["event"]
     data = req.get("data")
     if not isinstance(data, dict):
         data = {}
     handler = HANDLERS.get(event)
     if handler is None:
-        send(client, {"event": event, "code": NOT_FOUND, "msg": f"unknown event '{event}'"})
+        send(client, {"event": event, "code": NOT_FOUND, "msg": "unknown event", "data": None})
         return
     try:
         result = handler(client, data)
     except Reply as reply:
-        send(client, {"event": event, "code": reply.code, "msg": reply.msg})
+        send(client, {"event": event, "code": reply.code, "msg": reply.msg, "data": None})
         return
     except Err as err:
-        send(client, {"event": event, "code": HOST_ERROR, "msg": describe(err)})
+        send(client, {"event": event, "code": HOST_ERROR, "msg": describe(err), "data": None})
         return
-    send(client, {"event": event, "code": 0, "msg": "ok", "data": result})
+    send(client, {"event": event, "code": 0, "msg": "success", "data": result})
 
 
 class WitWorld(wit_world.WitWorld):
@@ -217,7 +234,8 @@ class WitWorld(wit_world.WitWorld):
             except ValueError:
                 parsed = None  # Not JSON: keep the default version.
             if isinstance(parsed, dict) and "version" in parsed:
-                _version = str(parsed["version"])
+                v = parsed["version"]
+                _version = v if isinstance(v, str) else json.dumps(v)
         host.log(Level.INFO, f"{LANG} chat ready, version {_version}")
 
     def on_connect(self, client: str) -> None:
