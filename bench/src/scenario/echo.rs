@@ -2,6 +2,7 @@
 //! answered requests per second and their latency. Two paths: the gateway's native
 //! `ping`/`pong`, and an application echo (wasmgate: the echo plugin; peers: a JS handler).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::client::{Conn, Target};
 use crate::cpu::{CpuMeter, CpuUse};
@@ -83,11 +85,15 @@ async fn client(
     };
     while Instant::now() < w.end {
         seq += 1;
-        let (req, expect) = match path {
-            EchoPath::Native => ("ping".to_owned(), "pong".to_owned()),
+        // The native path allocates nothing per request: the client must stay cheap.
+        let (req, expect): (Utf8Bytes, Cow<'static, str>) = match path {
+            EchoPath::Native => (Utf8Bytes::from_static("ping"), Cow::Borrowed("pong")),
             EchoPath::App => {
                 let body = format!("e{idx}.{seq}");
-                (target.echo_request(&body), target.echo_reply(&body))
+                (
+                    target.echo_request(&body).into(),
+                    Cow::Owned(target.echo_reply(&body)),
+                )
             }
         };
         let sent = Instant::now();
@@ -98,7 +104,7 @@ async fn client(
         let wait = async {
             loop {
                 match conn.recv().await {
-                    Ok(Some(f)) if f.as_str() == expect => return true,
+                    Ok(Some(f)) if f.as_str() == expect.as_ref() => return true,
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => return false,
                 }
