@@ -48,9 +48,11 @@ pub(crate) struct Loaded {
 }
 
 /// A live instance.
-struct Instance {
-    store: Store<HostState>,
-    bindings: Plugin,
+pub(crate) struct Instance {
+    /// Its store (dropped after a trap).
+    pub store: Store<HostState>,
+    /// Typed access to its exports.
+    pub bindings: Plugin,
 }
 
 /// Start the actor thread of `plugin`.
@@ -79,14 +81,15 @@ pub(crate) fn spawn(plugin: Arc<PluginShared>, engine: Engine) -> std::io::Resul
 pub(crate) fn describe(err: &wasmtime::Error, timeout: Duration, stderr: Option<String>) -> String {
     let mut text = match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("deadline of {timeout:?} exceeded"),
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
     if let Some(bt) = err.downcast_ref::<WasmBacktrace>() {
-        let frames: Vec<&str> = bt
+        let frames: Vec<String> = bt
             .frames()
             .iter()
             .filter_map(|f| f.func_name())
+            .map(|n| format!("{:#}", rustc_demangle::demangle(n)))
             .filter(|n| !is_runtime_frame(n))
             .take(3)
             .collect();
@@ -103,20 +106,48 @@ pub(crate) fn describe(err: &wasmtime::Error, timeout: Duration, stderr: Option<
     }
 }
 
-/// Frames of the guest's language runtime (panic and abort machinery), skipped in errors.
+/// Frames not worth showing: the panic, abort and allocation machinery of the guest's
+/// language runtime, so what remains is the plugin's own code.
 fn is_runtime_frame(name: &str) -> bool {
-    [
-        "std[",
-        "core[",
-        "alloc[",
+    const RUNTIME: [&str; 8] = [
+        "std::",
+        "core::",
+        "alloc::",
         "__rust",
+        "__rdl",
         "abort",
         "rust_begin_unwind",
         "panic",
-    ]
-    .iter()
-    .any(|p| name.starts_with(p) || name.contains(&format!("::{p}")))
-        || name == "abort"
+    ];
+    RUNTIME.iter().any(|p| name.starts_with(p))
+}
+
+/// A new instance of `loaded` for `plugin`, with `init` done.
+pub(crate) fn instantiate(
+    engine: &Engine,
+    plugin: &Arc<PluginShared>,
+    loaded: &Loaded,
+    init_ticks: u64,
+) -> Result<Instance, String> {
+    let system = plugin.systems.first().cloned().unwrap_or_default();
+    let mut store = Store::new(engine, HostState::new(plugin.clone(), system.clone()));
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(init_ticks);
+    let timeout = plugin.limits.init_timeout;
+    let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
+        let stderr = store.data().log.stderr_tail();
+        format!("instantiate: {}", describe(&e, timeout, stderr))
+    })?;
+    store.data_mut().begin_event(system);
+    let init = bindings.call_init(&mut store, &plugin.init_config);
+    store.data_mut().end_event();
+    let stderr = store.data().log.stderr_tail();
+    match init {
+        Ok(Ok(())) => Ok(Instance { store, bindings }),
+        Ok(Err(msg)) => Err(format!("init failed: {msg}")),
+        Err(e) => Err(format!("init trapped: {}", describe(&e, timeout, stderr))),
+    }
 }
 
 struct Actor {
@@ -169,30 +200,8 @@ impl Actor {
         info!(plugin = %self.plugin.name, "plugin stopped");
     }
 
-    /// A new instance of `loaded`, with `init` done.
     fn instantiate(&self, loaded: &Loaded) -> Result<Instance, String> {
-        let system = self.plugin.systems.first().cloned().unwrap_or_default();
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(self.plugin.clone(), system.clone()),
-        );
-        store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.init_ticks);
-        let timeout = self.plugin.limits.init_timeout;
-        let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
-            let stderr = store.data().log.stderr_tail();
-            format!("instantiate: {}", describe(&e, timeout, stderr))
-        })?;
-        store.data_mut().begin_event(system);
-        let init = bindings.call_init(&mut store, &self.plugin.init_config);
-        store.data_mut().end_event();
-        let stderr = store.data().log.stderr_tail();
-        match init {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
-            Ok(Err(msg)) => Err(format!("init failed: {msg}")),
-            Err(e) => Err(format!("init trapped: {}", describe(&e, timeout, stderr))),
-        }
+        instantiate(&self.engine, &self.plugin, loaded, self.init_ticks)
     }
 
     /// Make `loaded` the serving version if it instantiates and its `init` succeeds.

@@ -176,7 +176,11 @@ impl PluginHost {
     }
 
     /// Compile (or reuse) and link `bytes` on a blocking thread.
-    async fn prepare(self: &Arc<Self>, bytes: Vec<u8>, hash: String) -> Result<Loaded, String> {
+    pub(crate) async fn prepare(
+        self: &Arc<Self>,
+        bytes: Vec<u8>,
+        hash: String,
+    ) -> Result<Loaded, String> {
         let host = self.clone();
         let job = tokio::task::spawn_blocking(move || {
             let recent = host

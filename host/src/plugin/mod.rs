@@ -10,6 +10,7 @@
 
 mod actor;
 mod api;
+mod bench;
 mod bindings;
 mod engine;
 mod entry;
@@ -39,6 +40,8 @@ use crate::gateway::{ConnectVerdict, EventSink, Gateway};
 use crate::metrics::DropLabels;
 
 pub use api::router;
+#[doc(hidden)]
+pub use bench::DirectInstance;
 pub use loader::ReloadOutcome;
 
 use self::engine::Runtime;

@@ -52,7 +52,7 @@ pub(crate) struct GuestLog {
 impl GuestLog {
     /// A complete line of `stream`: logged within the budget, and remembered if it is stderr.
     fn line(&self, stream: &str, line: &[u8]) {
-        if stream == "stderr" {
+        if stream == "stderr" && !line.iter().all(u8::is_ascii_whitespace) {
             let mut tail = self.stderr_tail.lock();
             if tail.len() == STDERR_TAIL {
                 tail.pop_front();

@@ -1,0 +1,183 @@
+//! Micro-benchmarks of the plugin call path, against the native path.
+//!
+//! The guest is `tests/guests/hostcalls`: a text frame that is not a command is answered
+//! `echo:<text>` through one host call (`send-to-client`). Groups:
+//! - `call`: one `on-message` called directly on this thread (no queue, no actor thread),
+//!   including the host call and the frame landing in the client's outbound queue; versus
+//!   `native_send`, the same frame queued by the gateway itself (what the HTTP API does).
+//! - `gateway`: a client frame handed to the gateway until the answer is in the client's
+//!   outbound queue: through the plugin (queue, actor thread, guest, host call) versus a native
+//!   send awaited the same way.
+//! - `websocket`: a round trip over a real WebSocket on loopback: the plugin's echo versus the
+//!   gateway's own `ping` → `pong`.
+//!
+//! Run: `cargo bench -p wasmgate --bench plugin_call`. The guest is built (release,
+//! wasm32-wasip2, into `target/guests`) if it is not there yet.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use wasmgate::Config;
+use wasmgate::server::{self, Server};
+
+/// The workspace root.
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `hostcalls` component, built if missing.
+fn guest() -> PathBuf {
+    let target = root().join("target/guests");
+    let wasm = target.join("wasm32-wasip2/release/hostcalls.wasm");
+    if !wasm.is_file() {
+        eprintln!("building the hostcalls guest into {}", target.display());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "hostcalls",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the hostcalls guest failed");
+    }
+    wasm
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest(), dir.path().join("bench.wasm")).unwrap();
+    let config = Config {
+        plugins_dir: Some(dir.path().to_path_buf()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let listener = rt.block_on(async { server::bind(config.listen) }).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = rt.block_on(Server::build(config)).unwrap();
+    let gateway = server.gateway.clone();
+    let host = server.plugins.clone().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    let serving = rt.spawn(server.serve(listener, async move { token.cancelled().await }));
+
+    let (client, mut rx) = rt.block_on(gateway.connect("bench", None)).unwrap();
+    let mut direct = rt.block_on(host.direct_instance("bench")).unwrap();
+    let echo = Message::text("echo:x");
+
+    let mut group = c.benchmark_group("call");
+    group.bench_function("plugin_on_message", |b| {
+        b.iter(|| {
+            direct.on_message(&client, black_box("x")).unwrap();
+            black_box(rx.try_recv().unwrap());
+        })
+    });
+    group.bench_function("native_send", |b| {
+        b.iter(|| {
+            rt.block_on(gateway.send_to_client("bench", &client, echo.clone()))
+                .unwrap();
+            black_box(rx.try_recv().unwrap());
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("gateway");
+    group.bench_function("plugin_echo", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    gateway.client_message("bench", &client, Message::text("x"));
+                    black_box(rx.recv().await.unwrap());
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("native_send", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    gateway
+                        .send_to_client("bench", &client, echo.clone())
+                        .await
+                        .unwrap();
+                    black_box(rx.recv().await.unwrap());
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+
+    let url = format!("ws://{addr}/api/websocket/ws?systemId=bench");
+    let mut ws = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        ws.next().await.unwrap().unwrap(); // welcome
+        ws
+    });
+    let mut group = c.benchmark_group("websocket");
+    for (name, send, answer) in [
+        ("plugin_echo", "x", "echo:x"),
+        ("native_ping", "ping", "pong"),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        ws.send(Message::text(send)).await.unwrap();
+                        match ws.next().await {
+                            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), answer),
+                            other => panic!("unexpected {other:?}"),
+                        }
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    stop.cancel();
+    rt.block_on(serving).unwrap().unwrap();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = plugin_call;
+    config = config();
+    targets = benches
+}
+criterion_main!(plugin_call);
