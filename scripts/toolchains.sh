@@ -101,7 +101,7 @@ js() {
     # `npm install` rather than `npm ci`: the lock names optional per-platform bindings that were
     # never published for some platforms, which `npm ci` refuses; `npm install` still takes the
     # exact versions of the lock (package.json pins them too).
-    (cd "$dst" && npm install --omit=dev --no-audit --no-fund --loglevel=error) \
+    (cd "$dst" && npm install --omit=dev --no-audit --no-fund --loglevel=error >&2) \
         || die "npm install failed in $dst"
     [[ -x "$dst/node_modules/.bin/componentize-qjs" ]] \
         || die "componentize-qjs did not install: is there a prebuilt binding for $(uname -sm)?"
@@ -118,7 +118,7 @@ js_types() {
         return 0
     }
     say "installing jco (dev dependency) into $dst"
-    (cd "$dst" && npm install --no-audit --no-fund --loglevel=error) || die "npm install failed in $dst"
+    (cd "$dst" && npm install --no-audit --no-fund --loglevel=error >&2) || die "npm install failed in $dst"
 }
 
 # --- Python --------------------------------------------------------------------------------
