@@ -69,13 +69,22 @@ pub enum LogFormat {
 }
 
 /// Options of one system (tenant).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SystemConfig {
     /// When set, clients must connect with `token=<HS256 JWT>`; its `sub` becomes their uid.
     pub jwt_secret: Option<String>,
     /// Upper bound on concurrent clients of this system; unlimited when unset.
     pub max_connections: Option<usize>,
+    /// Send online/offline notices (1001/1002) to a group's members when a client joins or
+    /// leaves it. Each join notifies every member, so a group of N costs N²/2 notices to
+    /// build: turn this off for very large groups.
+    #[serde(default = "yes")]
+    pub group_notices: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Limits that apply to every plugin instance.
@@ -118,7 +127,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             max_message_size: 64 * 1024,
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 1024,
             max_queue_messages: 1024,
             max_queue_bytes: 1024 * 1024,
             max_body_size: 1024 * 1024,
@@ -126,6 +135,16 @@ impl Default for Config {
             systems: BTreeMap::new(),
             plugin: PluginRuntimeConfig::default(),
             plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            max_connections: None,
+            group_notices: true,
         }
     }
 }
@@ -140,6 +159,29 @@ impl Default for PluginRuntimeConfig {
         }
     }
 }
+
+/// The top-level keys of [`Config`], the only ones read from the environment.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "plugins_dir",
+    "cache_dir",
+    "kv_dir",
+    "log_format",
+    "log_level",
+    "node_id",
+    "api_token",
+    "ping_interval",
+    "idle_timeout",
+    "max_message_size",
+    "read_buffer_size",
+    "max_queue_messages",
+    "max_queue_bytes",
+    "max_body_size",
+    "drain_timeout",
+    "systems",
+    "plugin",
+    "plugins",
+];
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +199,15 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("WASMGATE_").split("__").ignore(&["config"]));
+        // Only variables naming a configuration key: an unrelated WASMGATE_SOMETHING in the
+        // environment must not stop the gateway (unknown keys in files still do).
+        let env = Env::prefixed("WASMGATE_")
+            .split("__")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+            });
+        figment = figment.merge(env);
         figment
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
@@ -186,6 +236,14 @@ mod tests {
         assert_eq!(c.max_message_size, 10);
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.systems["chat"].jwt_secret.as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn group_notices_default_on() {
+        let c = Config::from_toml("[systems.a]\n[systems.b]\ngroup_notices = false\n")
+            .expect("valid toml");
+        assert!(c.systems["a"].group_notices);
+        assert!(!c.systems["b"].group_notices);
     }
 
     #[test]

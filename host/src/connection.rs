@@ -279,7 +279,6 @@ where
                 return (code, reason);
             }
             msg = rx.recv() => {
-                let Some(msg) = msg else { return (1006, "queue closed".into()) };
                 let batch = write_batch(&mut ws, &mut rx, msg);
                 if let Err(end) = guarded(&close_requested, idle_timeout, batch).await {
                     return end;

@@ -468,7 +468,12 @@ impl Gateway {
         client: &str,
         member: &Member,
     ) {
-        if to.is_empty() {
+        let enabled = self
+            .config()
+            .systems
+            .get(system)
+            .is_none_or(|s| s.group_notices);
+        if to.is_empty() || !enabled {
             return;
         }
         let data = serde_json::json!({

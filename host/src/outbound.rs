@@ -4,11 +4,11 @@
 //! and move on. A client that does not keep up overflows its queue (in messages or in bytes) and
 //! is closed with 1008 "slow consumer" instead of making the gateway buffer without bound.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,11 +25,24 @@ pub enum QueueError {
     Overflow,
 }
 
+/// The queue proper. A `VecDeque` rather than a channel: an idle client's queue holds no
+/// allocation at all (a bounded tokio channel allocates a block of 32 slots up front, about
+/// 2 KB per connection), and one that drained a burst gives its memory back.
+#[derive(Debug, Default)]
+struct Queue {
+    messages: VecDeque<Message>,
+    /// Bytes of the messages waiting, bounded by `max_bytes`.
+    bytes: usize,
+}
+
 /// State shared by a client's connection task and everyone who sends to it.
 #[derive(Debug)]
 struct Shared {
-    /// Bytes waiting in the queue, bounded by `max_bytes`.
-    queued_bytes: AtomicUsize,
+    queue: Mutex<Queue>,
+    /// Wakes the connection task when a message arrives.
+    ready: Notify,
+    /// Message bound of the queue.
+    max_messages: usize,
     /// Byte bound of the queue.
     max_bytes: usize,
     /// The close frame to send when `cancel` fires; the first reason set wins.
@@ -42,16 +55,17 @@ struct Shared {
 /// The sending side of a client's queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<Message>,
     shared: Arc<Shared>,
 }
 
 /// The receiving side, owned by the connection task.
 #[derive(Debug)]
 pub struct OutboundRx {
-    rx: mpsc::Receiver<Message>,
     shared: Arc<Shared>,
 }
+
+/// Queues that drained a burst keep at most this many slots.
+const KEEP_CAPACITY: usize = 16;
 
 /// A queue bounded by `max_messages` and `max_bytes`, closed when `cancel` fires.
 pub fn channel(
@@ -59,51 +73,46 @@ pub fn channel(
     max_bytes: usize,
     cancel: CancellationToken,
 ) -> (Outbound, OutboundRx) {
-    let (tx, rx) = mpsc::channel(max_messages.max(1));
     let shared = Arc::new(Shared {
-        queued_bytes: AtomicUsize::new(0),
+        queue: Mutex::new(Queue::default()),
+        ready: Notify::new(),
+        max_messages: max_messages.max(1),
         max_bytes,
         close: Mutex::new(None),
         cancel,
     });
     (
         Outbound {
-            tx,
             shared: shared.clone(),
         },
-        OutboundRx { rx, shared },
+        OutboundRx { shared },
     )
-}
-
-fn cost(msg: &Message) -> usize {
-    msg.len()
 }
 
 impl Outbound {
     /// Queue a message without waiting. On overflow the client is told to close with 1008.
+    /// A lone message larger than the byte bound is still accepted into an empty queue.
     pub fn push(&self, msg: Message) -> Result<(), QueueError> {
         if self.shared.cancel.is_cancelled() {
             return Err(QueueError::Closed);
         }
-        let size = cost(&msg);
-        let before = self.shared.queued_bytes.fetch_add(size, Ordering::AcqRel);
-        if before > 0 && before + size > self.shared.max_bytes {
-            self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-            self.close(CloseCode::Policy, "slow consumer");
-            return Err(QueueError::Overflow);
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+        let size = msg.len();
+        {
+            let mut q = self.shared.queue.lock();
+            let full = q.messages.len() >= self.shared.max_messages
+                || (q.bytes > 0 && q.bytes + size > self.shared.max_bytes);
+            if !full {
+                q.messages.push_back(msg);
+                q.bytes += size;
+            }
+            if full {
+                drop(q);
                 self.close(CloseCode::Policy, "slow consumer");
-                Err(QueueError::Overflow)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.shared.queued_bytes.fetch_sub(size, Ordering::AcqRel);
-                Err(QueueError::Closed)
+                return Err(QueueError::Overflow);
             }
         }
+        self.shared.ready.notify_one();
+        Ok(())
     }
 
     /// Ask the connection to close with `code` and `reason` once what is queued is sent.
@@ -128,24 +137,27 @@ impl Outbound {
 }
 
 impl OutboundRx {
-    /// The next queued message; `None` when every sender is gone.
-    pub async fn recv(&mut self) -> Option<Message> {
-        let msg = self.rx.recv().await?;
-        self.account(&msg);
-        Some(msg)
+    /// The next queued message, waiting for one.
+    pub async fn recv(&mut self) -> Message {
+        loop {
+            if let Some(msg) = self.try_recv() {
+                return msg;
+            }
+            // `notify_one` leaves a permit when nobody waits, so no wake-up is lost between
+            // the check above and this wait.
+            self.shared.ready.notified().await;
+        }
     }
 
     /// A queued message if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Option<Message> {
-        let msg = self.rx.try_recv().ok()?;
-        self.account(&msg);
+        let mut q = self.shared.queue.lock();
+        let msg = q.messages.pop_front()?;
+        q.bytes -= msg.len();
+        if q.messages.is_empty() && q.messages.capacity() > KEEP_CAPACITY {
+            q.messages = VecDeque::new();
+        }
         Some(msg)
-    }
-
-    fn account(&self, msg: &Message) {
-        self.shared
-            .queued_bytes
-            .fetch_sub(cost(msg), Ordering::AcqRel);
     }
 
     /// The token that fires when the connection has been told to close.
@@ -194,7 +206,7 @@ mod tests {
         assert!(tx.is_closing());
         assert!(rx.is_slow_consumer());
         assert_eq!(rx.close_frame().code, CloseCode::Policy);
-        assert_eq!(rx.recv().await, Some(Message::text("a")));
+        assert_eq!(rx.recv().await, Message::text("a"));
         assert_eq!(tx.push(Message::text("d")), Err(QueueError::Closed));
     }
 
