@@ -210,6 +210,8 @@ async fn a_plugin_that_falls_behind_drops_and_counts_instead_of_buffering() {
     install(dir.path(), "looper", LOOPER);
     let mut cfg = config(dir.path());
     cfg.plugin.queue_capacity = 4;
+    // The loop holds the actor for a whole second: time for every frame below to arrive.
+    cfg.plugin.call_timeout = Duration::from_secs(1);
     let gw = TestGateway::start(cfg).await;
     let mut c = gw.connect("looper").await;
     c.send_text("loop").await;
@@ -219,6 +221,7 @@ async fn a_plugin_that_falls_behind_drops_and_counts_instead_of_buffering() {
     c.send_text("final").await;
     // The queue held at most 4 of them while the loop ran; "final" may be dropped too.
     let mut echoed = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
     let dropped = loop {
         let d = metric(
             &gw,
@@ -227,6 +230,7 @@ async fn a_plugin_that_falls_behind_drops_and_counts_instead_of_buffering() {
         if d > 0.0 {
             break d;
         }
+        assert!(Instant::now() < deadline, "nothing was dropped");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     // Everything the queue accepted is answered, in order, by the fresh instance.
