@@ -201,12 +201,10 @@ impl Config {
         }
         // Only variables naming a configuration key: an unrelated WASMGATE_SOMETHING in the
         // environment must not stop the gateway (unknown keys in files still do).
-        let env = Env::prefixed("WASMGATE_")
-            .split("__")
-            .filter(|key| {
-                let top = key.as_str().split("__").next().unwrap_or_default();
-                TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
-            });
+        let env = Env::prefixed("WASMGATE_").split("__").filter(|key| {
+            let top = key.as_str().split("__").next().unwrap_or_default();
+            TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+        });
         figment = figment.merge(env);
         figment
             .extract()

@@ -62,7 +62,11 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 async fn config_file_env_and_flags_combine_and_sigterm_closes_clients_with_1001() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("wasmgate.toml");
-    std::fs::write(&file, "[systems.fromfile]\n[systems.other]\nmax_connections = 5\n").unwrap();
+    std::fs::write(
+        &file,
+        "[systems.fromfile]\n[systems.other]\nmax_connections = 5\n",
+    )
+    .unwrap();
     let port = free_port();
     let mut child = start(
         Command::new(env!("CARGO_BIN_EXE_wasmgate"))
@@ -73,7 +77,9 @@ async fn config_file_env_and_flags_combine_and_sigterm_closes_clients_with_1001(
             .args(["--listen", &format!("127.0.0.1:{port}")]),
     );
     let url = format!("ws://127.0.0.1:{port}/api/websocket/ws?systemId=fromfile");
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.expect("connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connects");
     let welcome = ws.next().await.unwrap().unwrap();
     assert!(welcome.to_text().unwrap().contains("clientId"));
     // WASMGATE_PING_INTERVAL=150ms from the environment: a ping arrives quickly.
@@ -85,7 +91,10 @@ async fn config_file_env_and_flags_combine_and_sigterm_closes_clients_with_1001(
         }
     })
     .await;
-    assert!(ping.is_ok(), "server pings at the interval set in the environment");
+    assert!(
+        ping.is_ok(),
+        "server pings at the interval set in the environment"
+    );
 
     signal(&child, "TERM");
     let close = tokio::time::timeout(Duration::from_secs(10), async {
@@ -107,7 +116,8 @@ async fn config_file_env_and_flags_combine_and_sigterm_closes_clients_with_1001(
 fn sigint_stops_cleanly_and_bad_config_fails_with_a_message() {
     let port = free_port();
     let mut child = start(
-        Command::new(env!("CARGO_BIN_EXE_wasmgate")).args(["--listen", &format!("127.0.0.1:{port}")]),
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args(["--listen", &format!("127.0.0.1:{port}")]),
     );
     signal(&child, "INT");
     assert!(wait_exit(&mut child).success());

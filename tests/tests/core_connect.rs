@@ -42,6 +42,7 @@ async fn jwt_gateway() -> TestGateway {
         SystemConfig {
             jwt_secret: Some(SECRET.into()),
             max_connections: None,
+            ..Default::default()
         },
     );
     TestGateway::start(config).await
@@ -216,6 +217,7 @@ async fn a_full_system_answers_429_until_a_client_leaves() {
         SystemConfig {
             jwt_secret: None,
             max_connections: Some(2),
+            ..Default::default()
         },
     );
     let gw = TestGateway::start(config).await;

@@ -147,3 +147,39 @@ async fn leaving_and_disconnecting_notify_the_remaining_members() {
     assert_eq!(groups, json!({"count": 2, "list": ["g2", "room"]}));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_system_can_turn_group_notices_off() {
+    let mut config = TestGateway::config_with(&["app"]);
+    if let Some(app) = config.systems.get_mut("app") {
+        app.group_notices = false;
+    }
+    let gw = TestGateway::start(config).await;
+    let mut a = gw.connect("app").await;
+    let b = gw.connect("app").await;
+    for c in [&a.id, &b.id] {
+        gw.ok(
+            "bind_to_group",
+            "app",
+            json!({"clientId": c, "groupName": "room"}),
+        )
+        .await;
+    }
+    gw.ok(
+        "leave_group",
+        "app",
+        json!({"clientId": b.id, "groupName": "room"}),
+    )
+    .await;
+    b.close().await;
+    // Neither b's join, nor its leave, nor its disconnect reached a.
+    assert_nothing_pending(&gw, &mut a).await;
+    let members = gw
+        .ok(
+            "get_client_ids_by_group",
+            "app",
+            json!({"groupName": "room"}),
+        )
+        .await;
+    assert_eq!(members["list"], json!([a.id]));
+}

@@ -310,8 +310,8 @@ mod tests {
         assert_eq!(left[0].others, vec!["b".to_owned()]);
         assert_eq!(r.uids("s").await.expect("uids"), vec!["bob"]);
         assert_eq!(
-            r.leave_group("s", "a", "room").await.unwrap_err(),
-            RegistryError::UnknownClient("a".into())
+            r.leave_group("s", "a", "room").await.err(),
+            Some(RegistryError::UnknownClient("a".into()))
         );
     }
 
@@ -323,8 +323,8 @@ mod tests {
         r.add_client("s1", "a", None).await.expect("add");
         assert!(!r.client_exists("s2", "a").await);
         assert_eq!(
-            r.add_client("s1", "b", None).await.unwrap_err(),
-            RegistryError::SystemFull("s1".into())
+            r.add_client("s1", "b", None).await.err(),
+            Some(RegistryError::SystemFull("s1".into()))
         );
         assert!(matches!(
             r.clients("nope").await,

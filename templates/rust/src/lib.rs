@@ -12,13 +12,22 @@ impl Template {
     fn hello(&mut self, client: &str, data: Value) -> HandlerResult {
         let name = data["name"].as_str().unwrap_or("stranger");
         let visits = host::kv_incr(&format!("visits:{name}"), 1)?;
-        reply_ok(client, "hello", &json!({ "greeting": format!("hello {name}"), "visits": visits }))?;
+        reply_ok(
+            client,
+            "hello",
+            &json!({ "greeting": format!("hello {name}"), "visits": visits }),
+        )?;
         Ok(())
     }
 
     fn shout(&mut self, client: &str, data: Value) -> HandlerResult {
         let text = data["text"].as_str().unwrap_or_default();
-        push_to_group("lobby", "shout", &json!({ "from": client, "text": text }), &[])?;
+        push_to_group(
+            "lobby",
+            "shout",
+            &json!({ "from": client, "text": text }),
+            &[],
+        )?;
         Ok(())
     }
 }
