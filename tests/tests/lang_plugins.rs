@@ -11,8 +11,9 @@
 mod common;
 mod lang;
 mod plugin_support;
+#[path = "lang/wire.rs"]
+mod wire;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,96 +21,10 @@ use std::time::{Duration, Instant};
 use common::{Client, TestGateway, metric_sum};
 use futures_util::{SinkExt, StreamExt};
 use lang::Lang;
-use plugin_support::{config, folder, install, plugin};
+use plugin_support::{folder, install, plugin};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-/// How long a plugin may take to (re)load. A version the shared compile cache has not seen yet
-/// is compiled by Cranelift inside the unoptimized test build: minutes for Python's 18 MB on a
-/// loaded machine. Only a deadline: the poll returns as soon as the plugin serves.
-const LOAD_WAIT: Duration = Duration::from_secs(600);
-
-/// Poll `/api/plugins` until `name`'s entry satisfies `f` (within [`LOAD_WAIT`]).
-async fn wait_for(gw: &TestGateway, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + LOAD_WAIT;
-    loop {
-        let p = plugin(gw, name).await;
-        if f(&p) {
-            return p;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for plugin {name}: {what}; last entry: {p}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A gateway serving `lang`'s chat plugin (version 1) from a fresh plugins folder, with the
-/// shared compile cache; returned once the plugin serves.
-async fn start(lang: Lang, dir: &Path) -> TestGateway {
-    install(
-        dir,
-        lang.plugin(),
-        lang::component(lang, 1).await.to_str().unwrap(),
-    );
-    let gw = TestGateway::start(config(dir)).await;
-    let entry = wait_for(&gw, lang.plugin(), "serves", |p| p["version"].is_string()).await;
-    assert_eq!(entry["lastError"], Value::Null, "{entry}");
-    gw
-}
-
-async fn send(client: &mut Client, event: &str, data: Value) {
-    client
-        .send_text(&json!({"event": event, "data": data}).to_string())
-        .await;
-}
-
-/// The next frame with `"event": event`, skipping others (group notices, other pushes).
-async fn expect(client: &mut Client, event: &str) -> Value {
-    loop {
-        let v = client.recv_json().await;
-        if v["event"] == event {
-            return v;
-        }
-    }
-}
-
-/// The next frame, which must be a group notice (code 1001 online / 1002 offline) about `about`.
-async fn expect_notice(client: &mut Client, code: u32, about: &str) {
-    let v = client.recv_json().await;
-    assert_eq!(v["code"], code, "expected notice {code}: {v}");
-    assert_eq!(v["data"]["clientId"], about, "{v}");
-}
-
-/// The reply to `event`, which must be a success; its data.
-async fn request(client: &mut Client, event: &str, data: Value) -> Value {
-    send(client, event, data).await;
-    let reply = expect(client, event).await;
-    assert_eq!(reply["code"], 0, "{event}: {reply}");
-    assert_eq!(reply["msg"], "success", "{event}: {reply}");
-    reply["data"].clone()
-}
-
-/// The reply to `event`, which must fail with `code`.
-async fn refused(client: &mut Client, event: &str, data: Value, code: u32) -> Value {
-    send(client, event, data).await;
-    let reply = expect(client, event).await;
-    assert_eq!(reply["code"], code, "{event}: {reply}");
-    assert_eq!(reply["data"], Value::Null, "{event}: {reply}");
-    reply
-}
-
-fn sorted(v: &Value) -> Vec<String> {
-    let mut list: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap().to_owned())
-        .collect();
-    list.sort();
-    list
-}
+use wire::{expect_notice, refused, request, send, sorted, start, wait_for};
 
 /// Every event of the chat protocol, through the gateway.
 async fn chat_protocol(lang: Lang) {
