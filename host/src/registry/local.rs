@@ -59,6 +59,18 @@ impl SystemState {
             .ok_or_else(|| RegistryError::UnknownClient(client.to_owned()))
     }
 
+    /// Bind `uid` to `client`, replacing the uid it had.
+    fn bind(&mut self, client: &str, uid: &str) -> Result<()> {
+        self.client(client)?;
+        self.unbind(client);
+        self.client(client)?.uid = Some(uid.to_owned());
+        self.uids
+            .entry(uid.to_owned())
+            .or_default()
+            .insert(client.to_owned());
+        Ok(())
+    }
+
     fn unbind(&mut self, client: &str) -> Option<String> {
         let uid = self.clients.get_mut(client)?.uid.take()?;
         if let Some(set) = self.uids.get_mut(&uid) {
@@ -122,14 +134,10 @@ impl Registry for LocalRegistry {
                 return Err(RegistryError::SystemFull(system.to_owned()));
             }
             s.clients.insert(client.to_owned(), ClientState::default());
-            if let Some(uid) = uid {
-                s.client(client)?.uid = Some(uid.to_owned());
-                s.uids
-                    .entry(uid.to_owned())
-                    .or_default()
-                    .insert(client.to_owned());
+            match uid {
+                Some(uid) => s.bind(client, uid),
+                None => Ok(()),
             }
-            Ok(())
         })
     }
 
@@ -211,16 +219,7 @@ impl Registry for LocalRegistry {
     }
 
     async fn bind_uid(&self, system: &str, client: &str, uid: &str) -> Result<()> {
-        self.with(system, |s| {
-            s.client(client)?;
-            s.unbind(client);
-            s.client(client)?.uid = Some(uid.to_owned());
-            s.uids
-                .entry(uid.to_owned())
-                .or_default()
-                .insert(client.to_owned());
-            Ok(())
-        })
+        self.with(system, |s| s.bind(client, uid))
     }
 
     async fn unbind_uid(&self, system: &str, client: &str) -> Result<Option<String>> {
