@@ -260,6 +260,7 @@ where
     let mut last_seen = Instant::now();
     let mut last_ping = Instant::now();
     let close_requested = rx.close_requested();
+    let inbound = gw.inbound_counter(system);
 
     loop {
         tokio::select! {
@@ -294,6 +295,7 @@ where
                         }
                     }
                     Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
+                        inbound.inc();
                         gw.client_message(system, client, msg);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {

@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -227,13 +228,19 @@ impl Gateway {
         self.inner.events.get()?.connect(system, client)
     }
 
-    /// A client sent a message: hand it to the system's plugin, or drop and count it.
-    pub fn client_message(&self, system: &str, client: &str, msg: Message) {
+    /// The counter of frames received from clients of `system`. A connection looks it up once
+    /// and counts into it, so receiving a frame allocates no metric label.
+    pub fn inbound_counter(&self, system: &str) -> Counter {
         self.inner
             .metrics
             .messages_in
             .get_or_create(&Metrics::system(system))
-            .inc();
+            .clone()
+    }
+
+    /// A client sent a message: hand it to the system's plugin, or drop and count it. The
+    /// caller counts it in [`Gateway::inbound_counter`].
+    pub fn client_message(&self, system: &str, client: &str, msg: Message) {
         let taken = self
             .inner
             .events
