@@ -24,6 +24,18 @@ async fn assert_online(gw: &TestGateway, id: &str, online: bool) {
     );
 }
 
+/// The client is still online and still receives pushes.
+async fn assert_served(gw: &TestGateway, c: &mut common::Client) {
+    assert_online(gw, &c.id, true).await;
+    gw.ok(
+        "send_to_client",
+        "app",
+        json!({"clientId": c.id, "data": "ok"}),
+    )
+    .await;
+    assert_eq!(c.recv_json().await["data"], "ok");
+}
+
 async fn wait_offline(gw: &TestGateway, id: &str) {
     common::eventually(&format!("{id} is offline"), || async {
         gw.ok("is_online", "app", json!({"clientId": id})).await == json!({"online": false})
@@ -162,14 +174,7 @@ async fn an_oversized_message_closes_that_client_with_1009() {
     wait_offline(&gw, &big.id).await;
     wait_offline(&gw, &fragmented.id).await;
     for c in [&mut at_limit, &mut bystander] {
-        assert_online(&gw, &c.id, true).await;
-        gw.ok(
-            "send_to_client",
-            "app",
-            json!({"clientId": c.id, "data": "ok"}),
-        )
-        .await;
-        assert_eq!(c.recv_json().await["data"], "ok");
+        assert_served(&gw, c).await;
     }
     gw.stop().await;
 }
@@ -199,14 +204,7 @@ async fn invalid_utf8_text_closes_with_1007_but_split_characters_are_fine() {
     );
     wait_offline(&gw, &bad.id).await;
     assert_online(&gw, &split.id, true).await;
-    assert_online(&gw, &bystander.id, true).await;
-    gw.ok(
-        "send_to_client",
-        "app",
-        json!({"clientId": bystander.id, "data": "ok"}),
-    )
-    .await;
-    assert_eq!(bystander.recv_json().await["data"], "ok");
+    assert_served(&gw, &mut bystander).await;
     gw.stop().await;
 }
 
@@ -248,12 +246,6 @@ async fn protocol_violations_close_with_1002() {
     for id in [&unmasked.id, &reserved.id, &orphan.id] {
         wait_offline(&gw, id).await;
     }
-    gw.ok(
-        "send_to_client",
-        "app",
-        json!({"clientId": bystander.id, "data": "ok"}),
-    )
-    .await;
-    assert_eq!(bystander.recv_json().await["data"], "ok");
+    assert_served(&gw, &mut bystander).await;
     gw.stop().await;
 }
