@@ -3,8 +3,9 @@
 #
 #   scripts/bench.sh [--smoke] [--release|--debug] [--servers LIST] [--install-peers] [-- ARGS...]
 #
-# Builds the load generator, the gateway and the echo plugin (the `hostcalls` test guest), installs
-# the peers (`npm ci` in bench/peers), then runs `wasmgate-bench all` with the load generator on
+# Builds the load generator, the gateway and the echo plugins (Rust: the `hostcalls` test guest;
+# JavaScript and Python: bench/plugins/{js,py}-echo, whose toolchains scripts/toolchains.sh
+# installs), installs the peers (`npm ci` in bench/peers), then runs `wasmgate-bench all` with the load generator on
 # CPU 0 and each server on CPU 1 (`taskset`). Prints a Markdown table and writes it, with the raw
 # JSON, to bench/results/latest.{md,json} (smoke runs: bench/results/smoke.{md,json}).
 #
@@ -15,7 +16,8 @@
 #   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three)
 #   --install-peers  only install the peers' npm packages, then exit
 #   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
-# CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM overrides the echo plugin.
+# CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and
+# WASMGATE_PY_ECHO_WASM override the Rust, JavaScript and Python echo plugins.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +87,25 @@ if [ -z "$echo_wasm" ] && [[ ",$servers," == *,wasmgate,* ]]; then
   fi
 fi
 [ -n "$echo_wasm" ] && args+=(--echo-wasm "$echo_wasm")
+
+# The JavaScript and Python echo plugins, rebuilt only when their source, the build scripts or
+# the WIT changed since the last build (the Python build takes ~20 s).
+build_lang_echo() { # <lang: js|py> <override> -> prints the component's path
+  local lang="$1" override="$2" src="$root/bench/plugins/$1-echo"
+  if [ -n "$override" ]; then echo "$override"; return; fi
+  local out="$target_dir/bench-plugins/$lang-echo.wasm"
+  if [ ! -f "$out" ] || [ -n "$(find "$src" "$root/wit" "$root/scripts/build-$lang-plugin.sh" \
+        "$root/scripts/check-plugin.sh" "$root/scripts/toolchains.sh" -newer "$out" \
+        -not -path '*/__pycache__*' -print -quit)" ]; then
+    log "building the $lang echo plugin (bench/plugins/$lang-echo)"
+    "$root/scripts/build-$lang-plugin.sh" "$src" "$out" >&2
+  fi
+  echo "$out"
+}
+if [[ ",$servers," == *,wasmgate,* ]]; then
+  args+=(--js-echo-wasm "$(build_lang_echo js "${WASMGATE_JS_ECHO_WASM:-}")")
+  args+=(--py-echo-wasm "$(build_lang_echo py "${WASMGATE_PY_ECHO_WASM:-}")")
+fi
 
 # --- run -----------------------------------------------------------------------------------
 results="$root/bench/results"

@@ -46,9 +46,15 @@ struct Cli {
     /// The gateway binary [default: `wasmgate` next to this binary].
     #[arg(long, global = true, env = "WASMGATE_BIN")]
     wasmgate_bin: Option<PathBuf>,
-    /// Echo plugin component for the plugin echo and hot-reload scenarios.
+    /// Rust echo plugin component for the plugin echo and hot-reload scenarios.
     #[arg(long, global = true, env = "WASMGATE_ECHO_WASM")]
     echo_wasm: Option<PathBuf>,
+    /// JavaScript echo plugin component (bench/plugins/js-echo) for the plugin echo scenario.
+    #[arg(long, global = true, env = "WASMGATE_JS_ECHO_WASM")]
+    js_echo_wasm: Option<PathBuf>,
+    /// Python echo plugin component (bench/plugins/py-echo) for the plugin echo scenario.
+    #[arg(long, global = true, env = "WASMGATE_PY_ECHO_WASM")]
+    py_echo_wasm: Option<PathBuf>,
     /// Node executable for the peers.
     #[arg(long, global = true, default_value = "node")]
     node: PathBuf,
@@ -144,16 +150,20 @@ fn launcher(cli: &Cli, cache_dir: &std::path::Path) -> Launcher {
         let sibling = exe.parent()?.join("wasmgate");
         sibling.is_file().then_some(sibling)
     });
-    let echo_wasm = cli.echo_wasm.clone().filter(|p| {
-        let found = p.is_file();
-        if !found {
-            tracing::warn!(path = %p.display(), "echo plugin not found; plugin rows will be skipped");
-        }
-        found
-    });
+    let existing = |p: &Option<PathBuf>| {
+        p.clone().filter(|p| {
+            let found = p.is_file();
+            if !found {
+                tracing::warn!(path = %p.display(), "echo plugin not found; its rows will be skipped");
+            }
+            found
+        })
+    };
     Launcher {
         wasmgate_bin,
-        echo_wasm,
+        echo_wasm: existing(&cli.echo_wasm),
+        js_echo_wasm: existing(&cli.js_echo_wasm),
+        py_echo_wasm: existing(&cli.py_echo_wasm),
         node: cli.node.clone(),
         peers_dir: cli.peers_dir.clone(),
         server_cpu: cli.server_cpu.clone(),
@@ -214,6 +224,8 @@ fn main() -> Result<()> {
             || f(s.fanout.as_ref().map(Outcome::is_failed))
             || f(s.echo_native.as_ref().map(Outcome::is_failed))
             || f(s.echo_app.as_ref().map(Outcome::is_failed))
+            || f(s.echo_app_js.as_ref().map(Outcome::is_failed))
+            || f(s.echo_app_python.as_ref().map(Outcome::is_failed))
             || f(s.storm.as_ref().map(Outcome::is_failed))
             || f(s.reload.as_ref().map(Outcome::is_failed))
     });

@@ -12,7 +12,7 @@ use crate::scenario::echo::EchoResult;
 use crate::scenario::fanout::Via;
 use crate::scenario::reload::ReloadResult;
 use crate::scenario::{Outcome, ServerReport};
-use crate::server::ServerKind;
+use crate::server::{PluginLang, ServerKind};
 
 /// Everything one invocation measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -229,12 +229,31 @@ fn rows(r: &Report) -> Vec<Row> {
     fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
         s.echo_native.as_ref()
     }
-    fn app(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
-        s.echo_app.as_ref()
+    // The peers answer with one JS handler: their cells repeat in the three plugin groups, so
+    // that each plugin language reads against the same Node numbers.
+    fn rust(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
+        s.echo_app_of(PluginLang::Rust)
+    }
+    fn js(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
+        s.echo_app_of(PluginLang::Js)
+    }
+    fn python(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
+        s.echo_app_of(PluginLang::Python)
     }
     for (name, pick) in [
         ("echo, native ping/pong", native as PickEcho),
-        ("echo, application (plugin / JS)", app as PickEcho),
+        (
+            "echo, application: wasmgate Rust plugin, peers JS handler",
+            rust as PickEcho,
+        ),
+        (
+            "echo, application: wasmgate JavaScript plugin, peers JS handler",
+            js as PickEcho,
+        ),
+        (
+            "echo, application: wasmgate Python plugin, peers JS handler",
+            python as PickEcho,
+        ),
     ] {
         let g = format!("{name}, {} clients", p.echo_clients);
         t.add(&g, "replies/s", Higher, false, pick, |v| Some(v.per_sec));
@@ -350,6 +369,8 @@ fn notes(r: &Report) -> Vec<String> {
         note("fan-out", why(&s.fanout));
         note("echo native", why(&s.echo_native));
         note("echo application", why(&s.echo_app));
+        note("echo application, JavaScript plugin", why(&s.echo_app_js));
+        note("echo application, Python plugin", why(&s.echo_app_python));
         note("connect storm", why(&s.storm));
         note("hot reload", why(&s.reload));
     }

@@ -45,6 +45,32 @@ impl ServerKind {
     }
 }
 
+/// The language an echo plugin is written in: scenario 3 measures one plugin per language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginLang {
+    /// `tests/guests/hostcalls` through the Rust SDK (also the hot-reload scenario's plugin).
+    Rust,
+    /// `bench/plugins/js-echo` (QuickJS through componentize-qjs).
+    Js,
+    /// `bench/plugins/py-echo` (CPython through componentize-py).
+    Python,
+}
+
+impl PluginLang {
+    /// Every language, in table order.
+    pub const ALL: [PluginLang; 3] = [PluginLang::Rust, PluginLang::Js, PluginLang::Python];
+
+    /// Name used in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            PluginLang::Rust => "Rust",
+            PluginLang::Js => "JavaScript",
+            PluginLang::Python => "Python",
+        }
+    }
+}
+
 /// The system the gateway serves with the echo plugin (and the peers with their JS echo).
 pub const ECHO_SYSTEM: &str = "echo";
 /// The plain system every server has at startup.
@@ -59,8 +85,12 @@ pub const ECHO_PLUGIN_NAME: &str = "echo";
 pub struct Launcher {
     /// The `wasmgate` binary, when available.
     pub wasmgate_bin: Option<PathBuf>,
-    /// The echo plugin component, when available.
+    /// The Rust echo plugin component, when available (plugin echo and hot reload).
     pub echo_wasm: Option<PathBuf>,
+    /// The JavaScript echo plugin component, when available.
+    pub js_echo_wasm: Option<PathBuf>,
+    /// The Python echo plugin component, when available.
+    pub py_echo_wasm: Option<PathBuf>,
     /// `node` executable.
     pub node: PathBuf,
     /// Directory holding the peers and their `node_modules`.
@@ -88,10 +118,25 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// How long a gateway may take to serve its echo plugin after it was started: the first start
+/// of a run compiles the component (the 18 MB Python one takes 6–25 s on this machine kind,
+/// more on a busy one, and the gateway answers HTTP only after its initial plugin load).
+const PLUGIN_LOAD_LIMIT: Duration = Duration::from_secs(180);
+
 impl Launcher {
+    /// The echo plugin of `lang`, when it was given and exists.
+    pub fn echo_plugin(&self, lang: PluginLang) -> Option<&Path> {
+        match lang {
+            PluginLang::Rust => self.echo_wasm.as_deref(),
+            PluginLang::Js => self.js_echo_wasm.as_deref(),
+            PluginLang::Python => self.py_echo_wasm.as_deref(),
+        }
+    }
+
     /// Starts `kind` on a free port and waits until it accepts connections. With
-    /// `echo_plugin`, the gateway gets the echo plugin in its plugins directory.
-    pub async fn start(&self, kind: ServerKind, echo_plugin: bool) -> Result<Server> {
+    /// `echo_plugin`, the gateway gets that component as its echo plugin and this returns
+    /// once the plugin serves.
+    pub async fn start(&self, kind: ServerKind, echo_plugin: Option<&Path>) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("wasmgate-bench-")
             .tempdir()
@@ -105,18 +150,14 @@ impl Launcher {
                     .wasmgate_bin
                     .clone()
                     .context("wasmgate binary not found (build it or set WASMGATE_BIN)")?;
-                if echo_plugin {
-                    let wasm = self
-                        .echo_wasm
-                        .as_ref()
-                        .context("echo plugin .wasm not found")?;
+                if let Some(wasm) = echo_plugin {
                     std::fs::copy(wasm, plugins_dir.join(ECHO_PLUGIN_FILE))
                         .with_context(|| format!("copy {}", wasm.display()))?;
                 }
                 let config = dir.path().join("wasmgate.toml");
                 std::fs::write(
                     &config,
-                    wasmgate_config(echo_plugin, self.cache_dir.as_deref()),
+                    wasmgate_config(echo_plugin.is_some(), self.cache_dir.as_deref()),
                 )
                 .context("write config")?;
                 let args = vec![
@@ -164,6 +205,8 @@ impl Launcher {
             // variables meant for this harness must not reach it.
             .env_remove("WASMGATE_BIN")
             .env_remove("WASMGATE_ECHO_WASM")
+            .env_remove("WASMGATE_JS_ECHO_WASM")
+            .env_remove("WASMGATE_PY_ECHO_WASM")
             .env("NO_COLOR", "1")
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -184,8 +227,8 @@ impl Launcher {
             _dir: dir,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
-        if kind == ServerKind::Wasmgate && echo_plugin {
-            server.wait_plugin_live(Duration::from_secs(60)).await?;
+        if kind == ServerKind::Wasmgate && echo_plugin.is_some() {
+            server.wait_plugin_live(PLUGIN_LOAD_LIMIT).await?;
         }
         Ok(server)
     }
@@ -256,22 +299,38 @@ impl Server {
     }
 
     /// Waits until `GET /api/plugins` shows the echo plugin serving a version: until then the
-    /// gateway drops the frames meant for it, which would count as lost.
+    /// gateway drops the frames meant for it, which would count as lost. The gateway accepts
+    /// TCP connections (the kernel's backlog) but answers only once its initial plugin load is
+    /// done, so an unanswered call is retried until `limit`.
     async fn wait_plugin_live(&mut self, limit: Duration) -> Result<()> {
         let start = Instant::now();
-        let mut api = Api::new(self.addr());
+        let mut api = Api::with_timeout(self.addr(), Duration::from_secs(5));
         loop {
             self.check_alive()?;
-            let data = api.get("/api/plugins").await?;
-            let live = data["list"].as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|p| p["name"] == ECHO_PLUGIN_NAME && p["version"].is_string())
-            });
-            if live {
-                return Ok(());
-            }
+            let last = match api.get("/api/plugins").await {
+                Ok(data) => {
+                    let live = data["list"].as_array().is_some_and(|l| {
+                        l.iter()
+                            .any(|p| p["name"] == ECHO_PLUGIN_NAME && p["version"].is_string())
+                    });
+                    if live {
+                        tracing::info!(
+                            server = self.kind.label(),
+                            after_ms = start.elapsed().as_millis(),
+                            "echo plugin serving"
+                        );
+                        return Ok(());
+                    }
+                    data.to_string()
+                }
+                Err(e) => {
+                    // A fresh connection: the old one may still owe the unanswered reply.
+                    api = Api::with_timeout(self.addr(), Duration::from_secs(5));
+                    format!("{e:#}")
+                }
+            };
             if start.elapsed() > limit {
-                bail!("the echo plugin is not serving after {limit:?}: {data}");
+                bail!("the echo plugin is not serving after {limit:?}: {last}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

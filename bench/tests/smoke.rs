@@ -5,7 +5,9 @@
 //! wasmgate is found through `WASMGATE_BIN` or next to this package's binary (the workspace
 //! target directory); its echo plugin through `WASMGATE_ECHO_WASM` or the `hostcalls` test
 //! guest built for wasm32-wasip2 in the same target directory (where the tests crate's build
-//! script puts it).
+//! script puts it). With wasmgate, the JavaScript and Python echo plugins
+//! (`bench/plugins/{js,py}-echo`) are built from source by `scripts/build-{js,py}-plugin.sh`
+//! (kept in the target's tmp folder under a hash of their inputs) and measured too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +21,11 @@ fn manifest_dir() -> PathBuf {
 /// Installs the peers' npm packages through the bench script when they are missing.
 #[expect(clippy::print_stderr, reason = "tell why the test runs npm")]
 fn ensure_peers() {
+    // The tests of this file run in parallel: one `npm ci` at a time in the same folder.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let peers = manifest_dir().join("peers");
     let installed = ["ws", "socket.io"].iter().all(|p| {
         peers
@@ -75,8 +82,77 @@ fn echo_wasm() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Runs the benchmark binary; returns its JSON report and Markdown.
-fn run_bench(args: &[&str], wasmgate: Option<&Path>, echo: Option<&Path>) -> (Value, String) {
+/// Hash of every file under `paths` (recursively), names and contents: names a build of them.
+/// `__pycache__` is skipped: componentize-py writes it into the plugin's folder as it builds.
+fn hash_inputs(paths: &[PathBuf]) -> String {
+    fn add(h: &mut blake3::Hasher, p: &Path) {
+        if p.file_name().is_some_and(|n| n == "__pycache__") {
+            return;
+        }
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+                .map(|e| e.expect("directory entry").path())
+                .collect();
+            entries.sort();
+            for e in entries {
+                add(h, &e);
+            }
+        } else {
+            h.update(p.display().to_string().as_bytes());
+            h.update(&std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())));
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    for p in paths {
+        add(&mut h, p);
+    }
+    h.finalize().to_hex()[..16].to_owned()
+}
+
+/// The echo plugin `bench/plugins/<lang>-echo` (`lang`: js or py), built from source by the
+/// language's build script unless a build of the same inputs exists. A missing toolchain is
+/// installed by the script (`scripts/toolchains.sh`); a failed build fails the test.
+fn lang_echo(lang: &str) -> PathBuf {
+    let repo = manifest_dir().join("..");
+    let src = repo.join(format!("bench/plugins/{lang}-echo"));
+    let script = repo.join(format!("scripts/build-{lang}-plugin.sh"));
+    let tag = hash_inputs(&[
+        src.clone(),
+        script.clone(),
+        repo.join("scripts/check-plugin.sh"),
+        repo.join("scripts/toolchains.sh"),
+        repo.join("wit"),
+    ]);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("bench-plugins")
+        .join(format!("{lang}-echo-{tag}.wasm"));
+    if !out.is_file() {
+        let done = Command::new("bash")
+            .arg(&script)
+            .arg(&src)
+            .arg(&out)
+            .output()
+            .expect("run the plugin build script");
+        assert!(
+            done.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
+    }
+    out
+}
+
+/// Runs the benchmark binary; returns its JSON report and Markdown. `extra` holds further
+/// arguments (the JavaScript and Python echo plugins).
+fn run_bench(
+    args: &[&str],
+    wasmgate: Option<&Path>,
+    echo: Option<&Path>,
+    extra: &[(&str, PathBuf)],
+) -> (Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("out.json");
     let md = dir.path().join("out.md");
@@ -88,7 +164,12 @@ fn run_bench(args: &[&str], wasmgate: Option<&Path>, echo: Option<&Path>) -> (Va
         .arg("--markdown")
         .arg(&md)
         .env_remove("WASMGATE_BIN")
-        .env_remove("WASMGATE_ECHO_WASM");
+        .env_remove("WASMGATE_ECHO_WASM")
+        .env_remove("WASMGATE_JS_ECHO_WASM")
+        .env_remove("WASMGATE_PY_ECHO_WASM");
+    for (flag, path) in extra {
+        cmd.arg(flag).arg(path);
+    }
     if let Some(w) = wasmgate {
         cmd.arg("--wasmgate-bin").arg(w);
     }
@@ -226,6 +307,19 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
     } else {
         check_echo(ok(&s["echo_app"], &format!("{name} echo app")), &name);
     }
+    if name == "wasmgate" {
+        for lang in ["js", "python"] {
+            let what = format!("wasmgate {lang} plugin echo");
+            check_echo(ok(&s[format!("echo_app_{lang}")], &what), &what);
+        }
+    } else {
+        for lang in ["js", "python"] {
+            assert!(
+                s.get(format!("echo_app_{lang}")).is_none(),
+                "{name}: the peers have one application echo: {s}"
+            );
+        }
+    }
 
     let storm = ok(&s["storm"], &format!("{name} storm"));
     assert_eq!(
@@ -269,10 +363,19 @@ fn smoke_run_measures_every_scenario() {
         servers.insert(0, "wasmgate");
     }
     let list = servers.join(",");
+    let langs = if wasmgate.is_some() {
+        vec![
+            ("--js-echo-wasm", lang_echo("js")),
+            ("--py-echo-wasm", lang_echo("py")),
+        ]
+    } else {
+        Vec::new()
+    };
     let (report, md) = run_bench(
         &["all", "--servers", &list],
         wasmgate.as_deref(),
         echo.as_deref(),
+        &langs,
     );
     assert_eq!(report["smoke"], true);
     let got: Vec<&str> = report["servers"]
@@ -293,6 +396,16 @@ fn smoke_run_measures_every_scenario() {
     );
     assert!(report["machine"]["nproc"].as_u64().is_some_and(|n| n > 0));
     assert_ne!(report["machine"]["ws"], "not installed");
+    if wasmgate.is_some() {
+        for lang in ["Rust", "JavaScript", "Python"] {
+            assert!(
+                md.contains(&format!(
+                    "| echo, application: wasmgate {lang} plugin, peers JS handler, 50 clients | replies/s ↑ |"
+                )),
+                "a {lang} plugin row: {md}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -308,6 +421,7 @@ fn group_fanout_delivers_to_every_member() {
         &["fanout", "--fanout-via", "group", "--servers", &list],
         wasmgate.as_deref(),
         None,
+        &[],
     );
     assert_eq!(report["params"]["fanout_via"], "group");
     for s in report["servers"].as_array().expect("servers") {

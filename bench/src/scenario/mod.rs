@@ -12,7 +12,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::params::Params;
-use crate::server::{BENCH_SYSTEM, ECHO_SYSTEM, Launcher, Server, ServerKind};
+use crate::server::{BENCH_SYSTEM, ECHO_SYSTEM, Launcher, PluginLang, Server, ServerKind};
 
 /// What became of one scenario against one server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -42,7 +42,8 @@ pub enum Scenario {
     Fanout,
     /// Echo answered by the server itself (`ping`/`pong`).
     EchoNative,
-    /// Echo answered by application code (plugin / JS handler).
+    /// Echo answered by application code: on wasmgate one run per plugin language (Rust,
+    /// JavaScript, Python), on the peers their JS handler.
     EchoApp,
     /// Connections per second.
     Storm,
@@ -64,9 +65,15 @@ pub struct ServerReport {
     /// Scenario 3, native path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_native: Option<Outcome<echo::EchoResult>>,
-    /// Scenario 3, application path.
+    /// Scenario 3, application path: wasmgate's Rust plugin, the peers' JS handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_app: Option<Outcome<echo::EchoResult>>,
+    /// Scenario 3, application path through wasmgate's JavaScript plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_app_js: Option<Outcome<echo::EchoResult>>,
+    /// Scenario 3, application path through wasmgate's Python plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_app_python: Option<Outcome<echo::EchoResult>>,
     /// Scenario 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storm: Option<Outcome<storm::StormResult>>,
@@ -75,11 +82,31 @@ pub struct ServerReport {
     pub reload: Option<Outcome<reload::ReloadResult>>,
 }
 
+impl ServerReport {
+    /// The application echo as measured through wasmgate's plugin of `lang` (for the peers,
+    /// whose application echo is one JS handler, the same result for every language).
+    pub fn echo_app_of(&self, lang: PluginLang) -> Option<&Outcome<echo::EchoResult>> {
+        match (self.server, lang) {
+            (ServerKind::Wasmgate, PluginLang::Js) => self.echo_app_js.as_ref(),
+            (ServerKind::Wasmgate, PluginLang::Python) => self.echo_app_python.as_ref(),
+            _ => self.echo_app.as_ref(),
+        }
+    }
+
+    fn echo_app_slot(&mut self, lang: PluginLang) -> &mut Option<Outcome<echo::EchoResult>> {
+        match lang {
+            PluginLang::Rust => &mut self.echo_app,
+            PluginLang::Js => &mut self.echo_app_js,
+            PluginLang::Python => &mut self.echo_app_python,
+        }
+    }
+}
+
 /// Starts a fresh server, runs `f` against it within `limit`, stops the server.
 async fn guarded<T>(
     l: &Launcher,
     kind: ServerKind,
-    echo_plugin: bool,
+    echo_plugin: Option<&std::path::Path>,
     limit: Duration,
     f: impl AsyncFnOnce(&mut Server) -> Result<T>,
 ) -> Outcome<T> {
@@ -99,8 +126,19 @@ async fn guarded<T>(
     out
 }
 
-const NO_PLUGIN: &str =
-    "echo plugin .wasm not found (build tests/guests or set WASMGATE_ECHO_WASM)";
+/// Why a plugin row is empty: the component was not given (scripts/bench.sh builds all three).
+fn no_plugin(lang: PluginLang) -> String {
+    let how = match lang {
+        PluginLang::Rust => "build tests/guests/hostcalls or set WASMGATE_ECHO_WASM",
+        PluginLang::Js => {
+            "build bench/plugins/js-echo with scripts/build-js-plugin.sh or set WASMGATE_JS_ECHO_WASM"
+        }
+        PluginLang::Python => {
+            "build bench/plugins/py-echo with scripts/build-py-plugin.sh or set WASMGATE_PY_ECHO_WASM"
+        }
+    };
+    format!("{} echo plugin .wasm not found ({how})", lang.label())
+}
 
 /// Runs `scenarios` against every server in `kinds`, scenario by scenario (so the servers
 /// of one scenario are measured close together in time).
@@ -118,12 +156,13 @@ pub async fn run_all(
             fanout: None,
             echo_native: None,
             echo_app: None,
+            echo_app_js: None,
+            echo_app_python: None,
             storm: None,
             reload: None,
         })
         .collect();
     let limit = Duration::from_secs(p.scenario_timeout_secs);
-    let has_plugin = l.echo_wasm.is_some();
     for &sc in scenarios {
         for rep in &mut reports {
             let k = rep.server;
@@ -131,11 +170,11 @@ pub async fn run_all(
             match sc {
                 Scenario::Idle => {
                     rep.idle =
-                        Some(guarded(l, k, false, limit, async |s| idle::run(s, p).await).await);
+                        Some(guarded(l, k, None, limit, async |s| idle::run(s, p).await).await);
                 }
                 Scenario::Fanout => {
                     rep.fanout =
-                        Some(guarded(l, k, false, limit, async |s| fanout::run(s, p).await).await);
+                        Some(guarded(l, k, None, limit, async |s| fanout::run(s, p).await).await);
                 }
                 Scenario::EchoNative => {
                     rep.echo_native = Some(if k == ServerKind::Socketio {
@@ -144,36 +183,56 @@ pub async fn run_all(
                                 .into(),
                         )
                     } else {
-                        guarded(l, k, false, limit, async |s| {
+                        guarded(l, k, None, limit, async |s| {
                             echo::run(s, p, echo::EchoPath::Native, BENCH_SYSTEM).await
                         })
                         .await
                     });
                 }
                 Scenario::EchoApp => {
-                    let plugin = k == ServerKind::Wasmgate;
-                    rep.echo_app = Some(if plugin && !has_plugin {
-                        Outcome::Skipped(NO_PLUGIN.into())
+                    // wasmgate: one fresh gateway per plugin language; peers: their JS handler.
+                    let langs: &[PluginLang] = if k == ServerKind::Wasmgate {
+                        &PluginLang::ALL
                     } else {
-                        guarded(l, k, plugin, limit, async |s| {
-                            echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await
-                        })
-                        .await
-                    });
+                        &[PluginLang::Rust]
+                    };
+                    for &lang in langs {
+                        let plugin = match (k, l.echo_plugin(lang)) {
+                            (ServerKind::Wasmgate, None) => {
+                                *rep.echo_app_slot(lang) = Some(Outcome::Skipped(no_plugin(lang)));
+                                continue;
+                            }
+                            (ServerKind::Wasmgate, Some(wasm)) => Some(wasm),
+                            _ => None,
+                        };
+                        tracing::info!(
+                            server = k.label(),
+                            plugin = lang.label(),
+                            "application echo"
+                        );
+                        *rep.echo_app_slot(lang) = Some(
+                            guarded(l, k, plugin, limit, async |s| {
+                                echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await
+                            })
+                            .await,
+                        );
+                    }
                 }
                 Scenario::Storm => {
                     rep.storm =
-                        Some(guarded(l, k, false, limit, async |s| storm::run(s, p).await).await);
+                        Some(guarded(l, k, None, limit, async |s| storm::run(s, p).await).await);
                 }
                 Scenario::Reload => {
                     rep.reload = Some(match (&l.echo_wasm, k) {
                         (_, ServerKind::Ws | ServerKind::Socketio) => {
                             Outcome::Skipped("plugin hot reload is a wasmgate feature".into())
                         }
-                        (None, _) => Outcome::Skipped(NO_PLUGIN.into()),
+                        (None, _) => Outcome::Skipped(no_plugin(PluginLang::Rust)),
                         (Some(wasm), _) => {
-                            guarded(l, k, true, limit, async |s| reload::run(s, p, wasm).await)
-                                .await
+                            guarded(l, k, Some(wasm), limit, async |s| {
+                                reload::run(s, p, wasm).await
+                            })
+                            .await
                         }
                     });
                 }
