@@ -96,13 +96,16 @@ pub async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = ws_config(gw.config());
-                let ws = WebSocketStream::from_raw_socket(
+                let mut ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),
                     Role::Server,
                     Some(config),
                 )
                 .await;
-                let (code, reason) = serve(&gw, &system, &client, ws, rx).await;
+                // Borrowed, not moved: an async fn keeps a moved argument twice in its state.
+                let (code, reason) = serve(&gw, &system, &client, &mut ws, rx).await;
+                // The socket closes before the registry and the plugin hear of it.
+                drop(ws);
                 gw.disconnect(&system, &client, code, &reason).await;
             }
             Err(err) => {
@@ -215,37 +218,18 @@ async fn serve<S>(
     gw: &Gateway,
     system: &str,
     client: &str,
-    mut ws: WebSocketStream<S>,
+    ws: &mut WebSocketStream<S>,
     mut rx: OutboundRx,
 ) -> (u16, String)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let welcome = serde_json::json!({"code": 0, "msg": "success", "data": {"clientId": client}});
-    if ws.send(Message::text(welcome.to_string())).await.is_err() {
-        return (1006, "welcome could not be sent".into());
-    }
-    if let Some(verdict) = gw.plugin_connect(system, client) {
-        // A plugin that is backed off or stuck must not hold the client forever: past the
-        // bound, the client is let in (the plugin still gets its on-connect in order).
-        let close_requested = rx.close_requested();
-        let verdict = tokio::select! {
-            v = verdict => v.ok(),
-            () = tokio::time::sleep(CONNECT_VERDICT_TIMEOUT) => None,
-            () = close_requested.cancelled() => None,
-        };
-        match verdict {
-            Some(ConnectVerdict::Reject { code, reason }) => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: reason.clone().into(),
-                };
-                flush_queue(&mut ws, &mut rx).await;
-                let _ = ws.close(Some(frame)).await;
-                return (code, reason);
-            }
-            Some(ConnectVerdict::Accept) | None => {}
-        }
+    // The handshake and the closing paths run once per connection: boxed, so that their timers
+    // and write futures do not widen the state that every idle connection's task keeps (with
+    // them inline, and the stream moved in rather than borrowed, the task was 1.75 KB instead
+    // of 1.03 KB, and an idle connection cost 6.1 KB of RSS instead of 3.9).
+    if let Some(end) = Box::pin(welcome(gw, system, client, ws, &mut rx)).await {
+        return end;
     }
 
     let cfg = gw.config();
@@ -266,22 +250,11 @@ where
         tokio::select! {
             biased;
             () = close_requested.cancelled() => {
-                let frame = rx.close_frame();
-                let code = u16::from(frame.code);
-                let reason = frame.reason.to_string();
-                // Flush, then close, within one bound: a peer that stopped reading must not
-                // hold the task.
-                let deadline = Instant::now() + CLOSE_TIMEOUT;
-                if !rx.is_slow_consumer() {
-                    let flush = flush_queue(&mut ws, &mut rx);
-                    let _ = tokio::time::timeout_at(deadline, flush).await;
-                }
-                let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
-                return (code, reason);
+                return Box::pin(close_requested_by_gateway(ws, &mut rx)).await;
             }
             msg = rx.recv() => {
-                let batch = write_batch(&mut ws, &mut rx, msg);
-                if let Err(end) = guarded(&close_requested, idle_timeout, batch).await {
+                let batch = guarded(&close_requested, idle_timeout, write_batch(ws, &mut rx, msg));
+                if let Err(end) = batch.await {
                     return end;
                 }
             }
@@ -289,8 +262,8 @@ where
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) if text.as_str() == "ping" => {
-                        let pong = ws.send(Message::text("pong"));
-                        if let Err(end) = guarded(&close_requested, idle_timeout, pong).await {
+                        let pong = guarded(&close_requested, idle_timeout, ws.send(Message::text("pong")));
+                        if let Err(end) = pong.await {
                             return end;
                         }
                     }
@@ -300,8 +273,8 @@ where
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                         // tungstenite queued the pong for a ping; send it now.
-                        let flush = ws.flush();
-                        if let Err(end) = guarded(&close_requested, idle_timeout, flush).await {
+                        let flush = guarded(&close_requested, idle_timeout, ws.flush());
+                        if let Err(end) = flush.await {
                             return end;
                         }
                     }
@@ -311,26 +284,90 @@ where
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
                             .unwrap_or((1005, String::new()));
                     }
-                    Some(Err(err)) => return close_on_error(&mut ws, client, err).await,
+                    Some(Err(err)) => {
+                        return Box::pin(close_on_error(ws, client, err)).await;
+                    }
                     None => return (1006, "connection lost".into()),
                 }
             }
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= idle_timeout {
                     let frame = CloseFrame { code: CloseCode::Away, reason: "idle timeout".into() };
-                    close_with_timeout(&mut ws, frame).await;
+                    Box::pin(close_with_timeout(ws, frame)).await;
                     return (1001, "idle timeout".into());
                 }
                 if last_ping.elapsed() >= ping_every {
                     last_ping = Instant::now();
-                    let ping = ws.send(Message::Ping(Default::default()));
-                    if let Err(end) = guarded(&close_requested, idle_timeout, ping).await {
+                    let ping = guarded(&close_requested, idle_timeout, ws.send(Message::Ping(Default::default())));
+                    if let Err(end) = ping.await {
                         return end;
                     }
                 }
             }
         }
     }
+}
+
+/// Send the welcome frame, then wait for the plugin's `on-connect` verdict (when a plugin serves
+/// the system). `Some` holds the code and reason the connection ended with.
+async fn welcome<S>(
+    gw: &Gateway,
+    system: &str,
+    client: &str,
+    ws: &mut WebSocketStream<S>,
+    rx: &mut OutboundRx,
+) -> Option<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let welcome = serde_json::json!({"code": 0, "msg": "success", "data": {"clientId": client}});
+    if ws.send(Message::text(welcome.to_string())).await.is_err() {
+        return Some((1006, "welcome could not be sent".into()));
+    }
+    if let Some(verdict) = gw.plugin_connect(system, client) {
+        // A plugin that is backed off or stuck must not hold the client forever: past the
+        // bound, the client is let in (the plugin still gets its on-connect in order).
+        let close_requested = rx.close_requested();
+        let verdict = tokio::select! {
+            v = verdict => v.ok(),
+            () = tokio::time::sleep(CONNECT_VERDICT_TIMEOUT) => None,
+            () = close_requested.cancelled() => None,
+        };
+        match verdict {
+            Some(ConnectVerdict::Reject { code, reason }) => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.clone().into(),
+                };
+                flush_queue(ws, rx).await;
+                let _ = ws.close(Some(frame)).await;
+                return Some((code, reason));
+            }
+            Some(ConnectVerdict::Accept) | None => {}
+        }
+    }
+    None
+}
+
+/// The client was told to close (kicked, its queue overflowed, the gateway stops): flush what is
+/// queued, then close, within one bound (a peer that stopped reading must not hold the task).
+async fn close_requested_by_gateway<S>(
+    ws: &mut WebSocketStream<S>,
+    rx: &mut OutboundRx,
+) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = rx.close_frame();
+    let code = u16::from(frame.code);
+    let reason = frame.reason.to_string();
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    if !rx.is_slow_consumer() {
+        let flush = flush_queue(ws, rx);
+        let _ = tokio::time::timeout_at(deadline, flush).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
+    (code, reason)
 }
 
 /// Run a write that may block on the peer. It gives way when the client is told to close
