@@ -78,13 +78,8 @@ pub struct SystemConfig {
     pub max_connections: Option<usize>,
     /// Send online/offline notices (1001/1002) to a group's members when a client joins or
     /// leaves it. Each join notifies every member, so a group of N costs N²/2 notices to
-    /// build: turn this off for very large groups.
-    #[serde(default = "yes")]
+    /// build: turn this off for very large groups. On unless set.
     pub group_notices: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Limits that apply to every plugin instance.
@@ -160,29 +155,6 @@ impl Default for PluginRuntimeConfig {
     }
 }
 
-/// The top-level keys of [`Config`], the only ones read from the environment.
-const TOP_LEVEL_KEYS: &[&str] = &[
-    "listen",
-    "plugins_dir",
-    "cache_dir",
-    "kv_dir",
-    "log_format",
-    "log_level",
-    "node_id",
-    "api_token",
-    "ping_interval",
-    "idle_timeout",
-    "max_message_size",
-    "read_buffer_size",
-    "max_queue_messages",
-    "max_queue_bytes",
-    "max_body_size",
-    "drain_timeout",
-    "systems",
-    "plugin",
-    "plugins",
-];
-
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -201,14 +173,24 @@ impl Config {
         }
         // Only variables naming a configuration key: an unrelated WASMGATE_SOMETHING in the
         // environment must not stop the gateway (unknown keys in files still do).
-        let env = Env::prefixed("WASMGATE_").split("__").filter(|key| {
+        let keys = Config::top_level_keys();
+        let env = Env::prefixed("WASMGATE_").split("__").filter(move |key| {
             let top = key.as_str().split("__").next().unwrap_or_default();
-            TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+            keys.iter().any(|k| top.eq_ignore_ascii_case(k))
         });
         figment = figment.merge(env);
         figment
             .extract()
             .map_err(|e| ConfigError::Invalid(Box::new(e)))
+    }
+
+    /// The names of the top-level keys, read from the serialized defaults so that they cannot
+    /// drift from the struct (no field skips serialization).
+    fn top_level_keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.into_iter().map(|(k, _)| k).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Parse a TOML document over the defaults (no environment), for tests and embedding.
@@ -242,6 +224,22 @@ mod tests {
             .expect("valid toml");
         assert!(c.systems["a"].group_notices);
         assert!(!c.systems["b"].group_notices);
+    }
+
+    #[test]
+    fn environment_keys_are_the_struct_fields() {
+        let keys = Config::top_level_keys();
+        for k in [
+            "listen",
+            "api_token",
+            "node_id",
+            "systems",
+            "plugin",
+            "plugins",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        assert_eq!(keys.len(), 19, "one key per field of Config: {keys:?}");
     }
 
     #[test]

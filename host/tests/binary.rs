@@ -74,6 +74,8 @@ async fn config_file_env_and_flags_combine_and_sigterm_closes_clients_with_1001(
             .arg(&file)
             .env("WASMGATE_LISTEN", "127.0.0.1:1") // the flag below must win
             .env("WASMGATE_PING_INTERVAL", "150ms")
+            // A variable of some other tool sharing the prefix: not a key, so not an error.
+            .env("WASMGATE_ECHO_WASM", "/nowhere/echo.wasm")
             .args(["--listen", &format!("127.0.0.1:{port}")]),
     );
     let url = format!("ws://127.0.0.1:{port}/api/websocket/ws?systemId=fromfile");
