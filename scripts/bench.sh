@@ -95,16 +95,19 @@ build_lang_echo() { # <lang: js|py> <override> -> prints the component's path
   if [ -n "$override" ]; then echo "$override"; return; fi
   local out="$target_dir/bench-plugins/$lang-echo.wasm"
   if [ ! -f "$out" ] || [ -n "$(find "$src" "$root/wit" "$root/scripts/build-$lang-plugin.sh" \
-        "$root/scripts/check-plugin.sh" "$root/scripts/toolchains.sh" -newer "$out" \
+        "$root/scripts/check-plugin.sh" "$root/scripts/toolchains.sh" \
+        "$root/scripts/js-toolchain/package-lock.json" -newer "$out" \
         -not -path '*/__pycache__*' -print -quit)" ]; then
     log "building the $lang echo plugin (bench/plugins/$lang-echo)"
-    "$root/scripts/build-$lang-plugin.sh" "$src" "$out" >&2
+    # `set -e` does not reach into the command substitution the caller runs this in.
+    "$root/scripts/build-$lang-plugin.sh" "$src" "$out" >&2 || return 1
   fi
   echo "$out"
 }
 if [[ ",$servers," == *,wasmgate,* ]]; then
-  args+=(--js-echo-wasm "$(build_lang_echo js "${WASMGATE_JS_ECHO_WASM:-}")")
-  args+=(--py-echo-wasm "$(build_lang_echo py "${WASMGATE_PY_ECHO_WASM:-}")")
+  js_echo="$(build_lang_echo js "${WASMGATE_JS_ECHO_WASM:-}")" || { log "the js echo plugin did not build"; exit 1; }
+  py_echo="$(build_lang_echo py "${WASMGATE_PY_ECHO_WASM:-}")" || { log "the py echo plugin did not build"; exit 1; }
+  args+=(--js-echo-wasm "$js_echo" --py-echo-wasm "$py_echo")
 fi
 
 # --- run -----------------------------------------------------------------------------------

@@ -307,13 +307,9 @@ impl Server {
         let mut api = Api::with_timeout(self.addr(), Duration::from_secs(5));
         loop {
             self.check_alive()?;
-            let last = match api.get("/api/plugins").await {
-                Ok(data) => {
-                    let live = data["list"].as_array().is_some_and(|l| {
-                        l.iter()
-                            .any(|p| p["name"] == ECHO_PLUGIN_NAME && p["version"].is_string())
-                    });
-                    if live {
+            let last = match echo_plugin_state(&mut api).await {
+                Ok(state) => {
+                    if state.version.is_some() {
                         tracing::info!(
                             server = self.kind.label(),
                             after_ms = start.elapsed().as_millis(),
@@ -321,7 +317,7 @@ impl Server {
                         );
                         return Ok(());
                     }
-                    data.to_string()
+                    format!("{state:?}")
                 }
                 Err(e) => {
                     // A fresh connection: the old one may still owe the unanswered reply.
@@ -385,6 +381,31 @@ impl Server {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
+}
+
+/// What wasmgate's `GET /api/plugins` says of the echo plugin.
+#[derive(Debug)]
+pub struct EchoPluginState {
+    /// Successful loads so far.
+    pub reloads: u64,
+    /// The serving version (blake3 of the component), `None` before one serves.
+    pub version: Option<String>,
+    /// The last failed load or trap.
+    pub last_error: Option<String>,
+}
+
+/// The echo plugin's entry of `GET /api/plugins`; an error when it is not listed.
+pub async fn echo_plugin_state(api: &mut Api) -> Result<EchoPluginState> {
+    let data = api.get("/api/plugins").await?;
+    let entry = data["list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["name"] == ECHO_PLUGIN_NAME))
+        .with_context(|| format!("plugin {ECHO_PLUGIN_NAME} not listed: {data}"))?;
+    Ok(EchoPluginState {
+        reloads: entry["reloads"].as_u64().unwrap_or(0),
+        version: entry["version"].as_str().map(str::to_owned),
+        last_error: entry["lastError"].as_str().map(str::to_owned),
+    })
 }
 
 /// `VmRSS` of a process, in KiB.

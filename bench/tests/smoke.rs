@@ -7,10 +7,16 @@
 //! guest built for wasm32-wasip2 in the same target directory (where the tests crate's build
 //! script puts it). With wasmgate, the JavaScript and Python echo plugins
 //! (`bench/plugins/{js,py}-echo`) are built from source by `scripts/build-{js,py}-plugin.sh`
-//! (kept in the target's tmp folder under a hash of their inputs) and measured too.
+//! through the tests crate's `lang` module (kept in the target's tmp folder under a hash of
+//! their inputs) and measured too.
+
+#[path = "../../tests/tests/lang/mod.rs"]
+mod lang;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use lang::Lang;
 
 use serde_json::Value;
 
@@ -82,67 +88,13 @@ fn echo_wasm() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Hash of every file under `paths` (recursively), names and contents: names a build of them.
-/// `__pycache__` is skipped: componentize-py writes it into the plugin's folder as it builds.
-fn hash_inputs(paths: &[PathBuf]) -> String {
-    fn add(h: &mut blake3::Hasher, p: &Path) {
-        if p.file_name().is_some_and(|n| n == "__pycache__") {
-            return;
-        }
-        if p.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
-                .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-                .map(|e| e.expect("directory entry").path())
-                .collect();
-            entries.sort();
-            for e in entries {
-                add(h, &e);
-            }
-        } else {
-            h.update(p.display().to_string().as_bytes());
-            h.update(&std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())));
-        }
-    }
-    let mut h = blake3::Hasher::new();
-    for p in paths {
-        add(&mut h, p);
-    }
-    h.finalize().to_hex()[..16].to_owned()
-}
-
-/// The echo plugin `bench/plugins/<lang>-echo` (`lang`: js or py), built from source by the
-/// language's build script unless a build of the same inputs exists. A missing toolchain is
-/// installed by the script (`scripts/toolchains.sh`); a failed build fails the test.
-fn lang_echo(lang: &str) -> PathBuf {
-    let repo = manifest_dir().join("..");
-    let src = repo.join(format!("bench/plugins/{lang}-echo"));
-    let script = repo.join(format!("scripts/build-{lang}-plugin.sh"));
-    let tag = hash_inputs(&[
-        src.clone(),
-        script.clone(),
-        repo.join("scripts/check-plugin.sh"),
-        repo.join("scripts/toolchains.sh"),
-        repo.join("wit"),
-    ]);
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("bench-plugins")
-        .join(format!("{lang}-echo-{tag}.wasm"));
-    if !out.is_file() {
-        let done = Command::new("bash")
-            .arg(&script)
-            .arg(&src)
-            .arg(&out)
-            .output()
-            .expect("run the plugin build script");
-        assert!(
-            done.status.success(),
-            "{} failed:\n{}{}",
-            script.display(),
-            String::from_utf8_lossy(&done.stdout),
-            String::from_utf8_lossy(&done.stderr)
-        );
-    }
-    out
+/// The echo plugin `bench/plugins/<dir>` in `lang`, built from source the way the tests crate
+/// builds its language plugins (cached under a hash of the inputs; a missing toolchain fails
+/// with `scripts/toolchains.sh`'s message).
+fn lang_echo(lang: Lang, dir: &str) -> PathBuf {
+    let src = manifest_dir().join("plugins").join(dir);
+    lang::build_source(lang, &src, dir, &lang::build_root())
+        .unwrap_or_else(|e| panic!("{dir} could not be built:\n{e}"))
 }
 
 /// Runs the benchmark binary; returns its JSON report and Markdown. `extra` holds further
@@ -365,8 +317,8 @@ fn smoke_run_measures_every_scenario() {
     let list = servers.join(",");
     let langs = if wasmgate.is_some() {
         vec![
-            ("--js-echo-wasm", lang_echo("js")),
-            ("--py-echo-wasm", lang_echo("py")),
+            ("--js-echo-wasm", lang_echo(Lang::Js, "js-echo")),
+            ("--py-echo-wasm", lang_echo(Lang::Python, "py-echo")),
         ]
     } else {
         Vec::new()

@@ -34,33 +34,32 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `hostcalls` component, built if missing.
+/// The `hostcalls` component, built (cargo is a no-op when it is up to date) into the guest
+/// target folder the tests crate's build script uses, under `CARGO_TARGET_DIR` when set.
 fn guest() -> PathBuf {
-    let target = root().join("target/guests");
-    let wasm = target.join("wasm32-wasip2/release/hostcalls.wasm");
-    if !wasm.is_file() {
-        eprintln!("building the hostcalls guest into {}", target.display());
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(root())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "hostcalls",
-            ])
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the hostcalls guest failed");
-    }
-    wasm
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "hostcalls",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the hostcalls guest failed");
+    target.join("wasm32-wasip2/release/hostcalls.wasm")
 }
 
 fn benches(c: &mut Criterion) {

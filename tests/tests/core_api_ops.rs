@@ -4,19 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::TestGateway;
+use common::{TestGateway, sorted};
 use serde_json::{Value, json};
-
-fn sorted(list: &Value) -> Vec<String> {
-    let mut v: Vec<String> = list
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|x| x.as_str().expect("string item").to_owned())
-        .collect();
-    v.sort();
-    v
-}
 
 fn ids(list: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();

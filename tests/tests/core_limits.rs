@@ -68,14 +68,7 @@ async fn a_burst_beyond_the_queue_closes_the_client_with_1008() {
     assert!(metric_sum(&metrics(&gw).await, "wasmgate_queue_overflows_total") >= 1.0);
 
     // The other client is unaffected.
-    assert_online(&gw, &other.id, true).await;
-    gw.ok(
-        "send_to_client",
-        "app",
-        json!({"clientId": other.id, "data": "fine"}),
-    )
-    .await;
-    assert_eq!(other.recv_json().await["data"], "fine");
+    assert_served(&gw, &mut other).await;
     gw.stop().await;
 }
 

@@ -2,7 +2,7 @@
 //! 1002 when it leaves or disconnects, each with `{clientId, userId, extend}`.
 mod common;
 
-use common::TestGateway;
+use common::{TestGateway, eventually};
 use serde_json::{Value, json};
 
 fn assert_notice(got: &Value, code: i64, msg: &str, client: &str, user: &str, extend: &str) {
@@ -151,35 +151,45 @@ async fn leaving_and_disconnecting_notify_the_remaining_members() {
 #[tokio::test]
 async fn a_system_can_turn_group_notices_off() {
     let mut config = TestGateway::config_with(&["app"]);
-    if let Some(app) = config.systems.get_mut("app") {
-        app.group_notices = false;
-    }
+    config
+        .systems
+        .get_mut("app")
+        .expect("system app configured")
+        .group_notices = false;
     let gw = TestGateway::start(config).await;
     let mut a = gw.connect("app").await;
     let b = gw.connect("app").await;
-    for c in [&a.id, &b.id] {
+    let c = gw.connect("app").await;
+    for id in [&a.id, &b.id, &c.id] {
         gw.ok(
             "bind_to_group",
             "app",
-            json!({"clientId": c, "groupName": "room"}),
+            json!({"clientId": id, "groupName": "room"}),
         )
         .await;
     }
+    // b leaves the group; c disconnects while still a member (with notices on, a would get a
+    // 1002 for each).
     gw.ok(
         "leave_group",
         "app",
         json!({"clientId": b.id, "groupName": "room"}),
     )
     .await;
-    b.close().await;
-    // Neither b's join, nor its leave, nor its disconnect reached a.
-    assert_nothing_pending(&gw, &mut a).await;
-    let members = gw
-        .ok(
+    c.close().await;
+    let only_a = json!([a.id]);
+    eventually("c's disconnect is handled", || async {
+        gw.ok(
             "get_client_ids_by_group",
             "app",
             json!({"groupName": "room"}),
         )
-        .await;
-    assert_eq!(members["list"], json!([a.id]));
+        .await["list"]
+            == only_a
+    })
+    .await;
+    // Neither the joins, nor b's leave, nor c's disconnect reached a.
+    assert_nothing_pending(&gw, &mut a).await;
+    drop(b);
+    gw.stop().await;
 }

@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestGateway, metric_sum};
+use common::{Client, TestGateway, metric_sum, sorted};
 use futures_util::{SinkExt, StreamExt};
 use lang::Lang;
 use plugin_support::{folder, install, plugin};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use wire::{expect_notice, refused, request, send, sorted, start, wait_for};
+use wire::{expect_notice, refused, request, send, start, wait_for};
 
 /// Every event of the chat protocol, through the gateway.
 async fn chat_protocol(lang: Lang) {

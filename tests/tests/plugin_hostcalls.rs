@@ -8,22 +8,11 @@ mod plugin_support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::TestGateway;
+use common::{TestGateway, sorted};
 use plugin_support::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate::config::PluginConfig;
-
-fn sorted(v: &Value) -> Vec<String> {
-    let mut list: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {v}"))
-        .iter()
-        .map(|s| s.as_str().unwrap_or_default().to_owned())
-        .collect();
-    list.sort();
-    list
-}
 
 /// `hostcalls` serving systems `hc1` and `hc2`, with an init config.
 async fn hostcalls_gateway(dir: &std::path::Path) -> TestGateway {

@@ -16,7 +16,7 @@ use crate::client::{Conn, Target};
 use crate::fleet::{self, FleetSpec};
 use crate::http::Api;
 use crate::params::Params;
-use crate::server::{ECHO_PLUGIN_FILE, ECHO_PLUGIN_NAME, ECHO_SYSTEM, Server};
+use crate::server::{ECHO_PLUGIN_FILE, ECHO_SYSTEM, Server, echo_plugin_state};
 use crate::stats::Dist;
 
 /// Result of the hot-reload scenario.
@@ -209,20 +209,6 @@ fn leb128(mut v: usize) -> Vec<u8> {
     }
 }
 
-/// `(reloads, version, lastError)` of the echo plugin in `GET /api/plugins`.
-async fn plugin_state(api: &mut Api) -> Result<(u64, Option<String>, Option<String>)> {
-    let data = api.get("/api/plugins").await?;
-    let entry = data["list"]
-        .as_array()
-        .and_then(|l| l.iter().find(|p| p["name"] == ECHO_PLUGIN_NAME))
-        .with_context(|| format!("plugin {ECHO_PLUGIN_NAME} not listed: {data}"))?;
-    Ok((
-        entry["reloads"].as_u64().unwrap_or(0),
-        entry["version"].as_str().map(str::to_owned),
-        entry["lastError"].as_str().map(str::to_owned),
-    ))
-}
-
 /// Runs the scenario against a fresh gateway started with the echo plugin (`echo_wasm`).
 pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<ReloadResult> {
     let base = std::fs::read(echo_wasm).with_context(|| format!("read {}", echo_wasm.display()))?;
@@ -243,7 +229,7 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     let timeout = Params::ms(p.reload_timeout_ms);
     let drain = Duration::from_secs(2);
     let mut api = Api::new(server.addr());
-    let (reloads_before, _, _) = plugin_state(&mut api).await?;
+    let reloads_before = echo_plugin_state(&mut api).await?.reloads;
     let last_hash = blake3::hash(&variant(&base, p.reload_swaps))
         .to_hex()
         .to_string();
@@ -276,7 +262,7 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     let last_write = Instant::now();
     let mut last_swap_live_ms = None;
     while p.reload_swaps > 0 && last_write.elapsed() < LIVE_LIMIT {
-        if plugin_state(&mut api).await?.1.as_deref() == Some(last_hash.as_str()) {
+        if echo_plugin_state(&mut api).await?.version.as_deref() == Some(last_hash.as_str()) {
             last_swap_live_ms = Some(last_write.elapsed().as_secs_f64() * 1e3);
             break;
         }
@@ -307,10 +293,10 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     server.check_alive()?;
     out.baseline = Dist::from_us(&mut baseline);
     out.during_swaps = Dist::from_us(&mut swap);
-    let (reloads_after, _, last_error) = plugin_state(&mut api).await?;
-    out.reloads_applied = reloads_after.saturating_sub(reloads_before);
+    let after = echo_plugin_state(&mut api).await?;
+    out.reloads_applied = after.reloads.saturating_sub(reloads_before);
     out.last_swap_live_ms = last_swap_live_ms;
-    out.last_error = last_error;
+    out.last_error = after.last_error;
     tracing::info!(?out, "hot reload");
     Ok(out)
 }

@@ -288,3 +288,19 @@ pub fn metric_sum(exposition: &str, series: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A JSON list of strings (client ids, uids, ...), sorted: for comparing sets.
+pub fn sorted(v: &Value) -> Vec<String> {
+    let mut list: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .unwrap_or_else(|| panic!("not a string: {x}"))
+                .to_owned()
+        })
+        .collect();
+    list.sort();
+    list
+}

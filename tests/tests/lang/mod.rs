@@ -1,5 +1,7 @@
 //! The JavaScript, Python and C chat plugins (`plugins/{js,py,c}-chat`), built from source by
 //! `scripts/build-<lang>-plugin.sh` for the tests that run them through the gateway.
+//! [`build_source`] builds any plugin folder the same way: the benchmark's smoke test
+//! (`bench/tests/smoke.rs`) includes this module for its JavaScript and Python echo plugins.
 //!
 //! Each component is built at most once per test binary (a `OnceCell` per language and
 //! version), into `<target>/tmp/lang-plugins/`, named after a hash of everything the build
@@ -30,9 +32,6 @@ pub enum Lang {
     /// `plugins/c-chat`, clang + wasi-libc + wit-bindgen c.
     C,
 }
-
-/// Every language, in a fixed order.
-pub const LANGS: [Lang; 3] = [Lang::Js, Lang::Python, Lang::C];
 
 impl Lang {
     fn index(self) -> usize {
@@ -110,13 +109,14 @@ pub fn repo() -> PathBuf {
 /// `CARGO_TARGET_TMPDIR` exists for integration tests; other targets (the measuring example)
 /// find `<target>/tmp` from `OUT_DIR`, which is `<target>/<profile>/build/<pkg>-<hash>/out`.
 pub fn build_root() -> PathBuf {
-    let tmp = match option_env!("CARGO_TARGET_TMPDIR") {
-        Some(t) => PathBuf::from(t),
-        None => Path::new(env!("OUT_DIR"))
+    let tmp = match (option_env!("CARGO_TARGET_TMPDIR"), option_env!("OUT_DIR")) {
+        (Some(t), _) => PathBuf::from(t),
+        (None, Some(out)) => Path::new(out)
             .ancestors()
             .nth(4)
             .map(|t| t.join("tmp"))
             .unwrap_or_else(|| repo().join("target/tmp")),
+        (None, None) => repo().join("target/tmp"),
     };
     tmp.join("lang-plugins")
 }
@@ -176,11 +176,9 @@ fn hash_dir(h: &mut DefaultHasher, root: &Path, dir: &Path) -> Result<(), String
 }
 
 /// The cache key of a build: the plugin's folder, the scripts the build runs, the WIT.
-fn source_hash(lang: Lang, version: u8, repo: &Path) -> Result<u64, String> {
+fn source_hash(lang: Lang, source: &Path, repo: &Path) -> Result<u64, String> {
     let mut h = DefaultHasher::new();
-    h.write_u8(version);
-    let source = repo.join("plugins").join(lang.plugin());
-    hash_dir(&mut h, &source, &source)?;
+    hash_dir(&mut h, source, source)?;
     let wit = repo.join("wit");
     hash_dir(&mut h, &wit, &wit)?;
     for script in [
@@ -249,8 +247,23 @@ fn version_2_source(lang: Lang, repo: &Path, into: &Path) -> Result<PathBuf, Str
 /// there.
 pub fn build(lang: Lang, version: u8, root: &Path) -> Result<PathBuf, String> {
     let repo = repo();
-    let hash = source_hash(lang, version, &repo)?;
-    let prefix = format!("{}-v{version}-", lang.plugin());
+    let name = format!("{}-v{version}", lang.plugin());
+    if version == 1 {
+        return build_source(lang, &repo.join("plugins").join(lang.plugin()), &name, root);
+    }
+    std::fs::create_dir_all(root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    let scratch = tempfile::tempdir_in(root).map_err(|e| format!("scratch folder: {e}"))?;
+    let source = version_2_source(lang, &repo, scratch.path())?;
+    build_source(lang, &source, &name, root)
+}
+
+/// Build the `lang` plugin whose sources are in `source` with the language's build script, into
+/// `root` as `<name>-<hash of the inputs>.wasm`, unless that file exists. Older builds under
+/// `name` are removed. Also used by the benchmark's smoke test for its echo plugins.
+pub fn build_source(lang: Lang, source: &Path, name: &str, root: &Path) -> Result<PathBuf, String> {
+    let repo = repo();
+    let hash = source_hash(lang, source, &repo)?;
+    let prefix = format!("{name}-");
     let out = root.join(format!("{prefix}{hash:016x}.wasm"));
     if out.is_file() {
         return Ok(out);
@@ -258,14 +271,10 @@ pub fn build(lang: Lang, version: u8, root: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(root).map_err(|e| format!("create {}: {e}", root.display()))?;
     check_toolchain(lang, &repo)?;
     let scratch = tempfile::tempdir_in(root).map_err(|e| format!("scratch folder: {e}"))?;
-    let source = match version {
-        1 => repo.join("plugins").join(lang.plugin()),
-        _ => version_2_source(lang, &repo, scratch.path())?,
-    };
     let tmp = scratch.path().join("out.wasm");
     let started = std::time::Instant::now();
     let result = Command::new(repo.join(lang.script()))
-        .arg(&source)
+        .arg(source)
         .arg(&tmp)
         .current_dir(&repo)
         .output()
@@ -289,8 +298,8 @@ pub fn build(lang: Lang, version: u8, root: &Path) -> Result<PathBuf, String> {
     // Older builds of the same plugin and version are stale: drop them (Python's are 18 MB).
     if let Ok(entries) = std::fs::read_dir(root) {
         for e in entries.filter_map(Result::ok) {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.ends_with(".wasm") && e.path() != out {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if file.starts_with(&prefix) && file.ends_with(".wasm") && e.path() != out {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -1,6 +1,5 @@
 //! Helpers of `lang_plugins`: a gateway serving one language's chat plugin, and the chat
 //! protocol's requests and replies on the wire.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,15 +89,4 @@ pub async fn refused(client: &mut Client, event: &str, data: Value, code: u32) -
     assert_eq!(reply["code"], code, "{event}: {reply}");
     assert_eq!(reply["data"], Value::Null, "{event}: {reply}");
     reply
-}
-
-pub fn sorted(v: &Value) -> Vec<String> {
-    let mut list: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap().to_owned())
-        .collect();
-    list.sort();
-    list
 }
