@@ -50,6 +50,13 @@ pub struct Config {
     /// On shutdown, how long clients get to receive what is queued before they are dropped.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How far past `exp` (and before `nbf`) a client's JWT is still accepted, for clock skew.
+    #[serde(with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// Timeouts and caps of the HTTP layer (requests that are not WebSockets).
+    pub http: HttpConfig,
+    /// Bounds on what callers (API, plugins, clients) can make the gateway hold.
+    pub limits: LimitsConfig,
     /// Systems that exist from startup, with their options.
     pub systems: BTreeMap<String, SystemConfig>,
     /// Plugin runtime limits and per-plugin options.
@@ -66,6 +73,50 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// Timeouts and caps of the HTTP layer. A peer that sends half a request, or nothing, must not
+/// hold a connection (and its file descriptor) forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a client has to send a request's complete header section (also the first one
+    /// after connecting).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept between two requests.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Concurrent HTTP connections that are not (yet) WebSockets; past it new ones are closed
+    /// at once. WebSockets are bounded by the systems' `max_connections`.
+    pub max_connections: usize,
+}
+
+/// Bounds on what API callers, plugins and clients can make the gateway hold. One rule each,
+/// enforced in one place (the domain newtypes and the registry).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest system id, group name or uid, in bytes (API and host calls alike).
+    pub max_name_bytes: usize,
+    /// Groups one client may be in.
+    pub max_groups_per_client: usize,
+    /// Groups (with at least one member) one system may have.
+    pub max_groups_per_system: usize,
+    /// Entries in one client's info map.
+    pub max_info_entries: usize,
+    /// Bytes (keys plus values) of one client's info map.
+    pub max_info_bytes: usize,
+    /// Systems the gateway may hold (configured, registered and plugin-served together).
+    pub max_systems: usize,
+    /// Messages per second one client may send (a token bucket holding one second's worth);
+    /// past it the gateway stops reading that client until the bucket refills.
+    pub client_messages_per_second: u32,
+    /// Bytes per second one client may send, enforced like `client_messages_per_second`.
+    pub client_bytes_per_second: u64,
 }
 
 /// Options of one system (tenant).
@@ -93,6 +144,9 @@ pub struct PluginRuntimeConfig {
     pub max_memory_bytes: usize,
     /// Events waiting for one plugin; when full, further events are dropped and counted.
     pub queue_capacity: usize,
+    /// Events of one client that may wait in its plugin's queue; a client past its share is not
+    /// read until its plugin catches up, so one client cannot fill the queue for everyone.
+    pub client_queue_share: usize,
     /// How long the file watcher waits for writes to settle before reloading.
     #[serde(with = "humantime_serde")]
     pub reload_debounce: Duration,
@@ -127,9 +181,38 @@ impl Default for Config {
             max_queue_bytes: 1024 * 1024,
             max_body_size: 1024 * 1024,
             drain_timeout: Duration::from_secs(5),
+            jwt_leeway: Duration::ZERO,
+            http: HttpConfig::default(),
+            limits: LimitsConfig::default(),
             systems: BTreeMap::new(),
             plugin: PluginRuntimeConfig::default(),
             plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_name_bytes: 256,
+            max_groups_per_client: 1000,
+            max_groups_per_system: 100_000,
+            max_info_entries: 64,
+            max_info_bytes: 16 * 1024,
+            max_systems: 1000,
+            client_messages_per_second: 1000,
+            client_bytes_per_second: 4 * 1024 * 1024,
         }
     }
 }
@@ -150,6 +233,7 @@ impl Default for PluginRuntimeConfig {
             call_timeout: Duration::from_millis(100),
             max_memory_bytes: 64 * 1024 * 1024,
             queue_capacity: 4096,
+            client_queue_share: 64,
             reload_debounce: Duration::from_millis(200),
         }
     }
@@ -239,7 +323,7 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 19, "one key per field of Config: {keys:?}");
+        assert_eq!(keys.len(), 22, "one key per field of Config: {keys:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod connection;
+pub mod domain;
 pub mod gateway;
 pub mod ids;
 pub mod metrics;

@@ -1,0 +1,1 @@
+//! Close codes and reasons (see the module docs of `domain`).

@@ -1,0 +1,1 @@
+//! Names of systems, groups and uids (see the module docs of `domain`).
