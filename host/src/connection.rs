@@ -29,6 +29,7 @@ use crate::auth::verify_client_token;
 use crate::gateway::{ConnectVerdict, Gateway};
 use crate::metrics::Metrics;
 use crate::outbound::OutboundRx;
+use crate::ratelimit::Throttle;
 
 /// How long a client waits at most for its plugin's `on-connect` verdict.
 const CONNECT_VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,6 +192,7 @@ async fn admit(
         .systems
         .get(&system)
         .and_then(|s| s.jwt_secret.clone());
+    let leeway = gateway.config().jwt_leeway;
     let uid = match (secret, params.token.as_deref()) {
         (None, _) => None,
         (Some(_), None) => {
@@ -199,7 +201,7 @@ async fn admit(
                 ApiError::Unauthorized("this system needs token=<jwt>"),
             ));
         }
-        (Some(secret), Some(token)) => match verify_client_token(token, &secret) {
+        (Some(secret), Some(token)) => match verify_client_token(token, &secret, leeway) {
             Ok(sub) => Some(sub),
             Err(err) => {
                 debug!(cause = %err, system = %system, "client token refused");
@@ -245,6 +247,7 @@ where
     let mut last_ping = Instant::now();
     let close_requested = rx.close_requested();
     let inbound = gw.inbound_counter(system);
+    let mut throttle = Throttle::new(&cfg.limits);
 
     loop {
         tokio::select! {
@@ -269,7 +272,13 @@ where
                     }
                     Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
                         inbound.inc();
-                        gw.client_message(system, client, msg);
+                        // Over its rate limits or its share of the plugin's queue, the client
+                        // is not read until it may go on (ratelimit.rs); boxed, as it is rare.
+                        let len = msg.len();
+                        let room = gw.client_message(system, client, msg);
+                        if let Some(hold) = throttle.charge(len, room) {
+                            Box::pin(throttle.hold(hold, gw, client, &close_requested)).await;
+                        }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                         // tungstenite queued the pong for a ping; send it now.
@@ -358,11 +367,15 @@ async fn close_requested_by_gateway<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let frame = rx.close_frame();
-    let code = u16::from(frame.code);
-    let reason = frame.reason.to_string();
+    let cause = rx.close_cause();
+    let code = cause.code().get();
+    let reason = cause.reason().to_owned();
+    let frame = CloseFrame {
+        code: cause.code().into(),
+        reason: reason.clone().into(),
+    };
     let deadline = Instant::now() + CLOSE_TIMEOUT;
-    if !rx.is_slow_consumer() {
+    if cause.flushes_queue() {
         let flush = flush_queue(ws, rx);
         let _ = tokio::time::timeout_at(deadline, flush).await;
     }

@@ -3,6 +3,13 @@
 //! Senders (the HTTP API, plugins, broadcasts) never wait on a client: they push into its queue
 //! and move on. A client that does not keep up overflows its queue (in messages or in bytes) and
 //! is closed with 1008 "slow consumer" instead of making the gateway buffer without bound.
+//!
+//! What one push may cost: a message larger than `max_queue_bytes` is refused whole
+//! ([`QueueError::TooLarge`]; it could never be delivered within the per-client bound), so one
+//! push holds at most `max_queue_bytes` of payload, shared by every recipient (a `Message`'s
+//! payload is a reference-counted `Bytes`, cloned per queue without copying). Writing it adds
+//! at most one frame's worth per connection while it is being written, given back once the
+//! write completes (see `connection::write_batch`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,9 +17,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
+
+use crate::domain::close::{CloseCause, CloseCode, CloseReason};
 
 /// Why a push into a client's queue failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,6 +30,28 @@ pub enum QueueError {
     /// The queue is full: the client is being closed as a slow consumer.
     #[error("client is a slow consumer")]
     Overflow,
+    /// The message alone is larger than the queue's byte bound: it can never be delivered, and
+    /// the client is left alone. The API answers 413.
+    #[error("message is {size} bytes, over max_queue_bytes ({max})")]
+    TooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// `max_queue_bytes`.
+        max: usize,
+    },
+}
+
+/// Whether a message of `size` bytes can ever be queued under a byte bound of `max_bytes`.
+/// Senders check once per send (the size is the same for every recipient) with this rule, which
+/// [`Outbound::push`] applies too.
+pub fn check_size(size: usize, max_bytes: usize) -> Result<(), QueueError> {
+    if size > max_bytes {
+        return Err(QueueError::TooLarge {
+            size,
+            max: max_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// The queue proper. A `VecDeque` rather than a channel: an idle client's queue holds no
@@ -45,8 +74,8 @@ struct Shared {
     max_messages: usize,
     /// Byte bound of the queue.
     max_bytes: usize,
-    /// The close frame to send when `cancel` fires; the first reason set wins.
-    close: Mutex<Option<CloseFrame>>,
+    /// Why the client is to close, set before `cancel` fires; the first cause set wins.
+    close: Mutex<Option<CloseCause>>,
     /// Cancelled to make the connection task close the socket. A child of the gateway's root
     /// token, so shutdown reaches every client.
     cancel: CancellationToken,
@@ -91,23 +120,25 @@ pub fn channel(
 
 impl Outbound {
     /// Queue a message without waiting. On overflow the client is told to close with 1008.
-    /// A lone message larger than the byte bound is still accepted into an empty queue.
+    /// A message larger than the byte bound is refused ([`QueueError::TooLarge`]) and the
+    /// client is left alone.
     pub fn push(&self, msg: Message) -> Result<(), QueueError> {
         if self.shared.cancel.is_cancelled() {
             return Err(QueueError::Closed);
         }
         let size = msg.len();
+        check_size(size, self.shared.max_bytes)?;
         {
             let mut q = self.shared.queue.lock();
             let full = q.messages.len() >= self.shared.max_messages
-                || (q.bytes > 0 && q.bytes + size > self.shared.max_bytes);
+                || q.bytes + size > self.shared.max_bytes;
             if !full {
                 q.messages.push_back(msg);
                 q.bytes += size;
             }
             if full {
                 drop(q);
-                self.close(CloseCode::Policy, "slow consumer");
+                self.close_for(CloseCause::SlowConsumer);
                 return Err(QueueError::Overflow);
             }
         }
@@ -115,16 +146,21 @@ impl Outbound {
         Ok(())
     }
 
-    /// Ask the connection to close with `code` and `reason` once what is queued is sent.
-    /// The first close requested wins.
-    pub fn close(&self, code: CloseCode, reason: &str) {
+    /// Ask the connection to close with `code` and `reason` (cut to 123 bytes) once what is
+    /// queued is sent: [`CloseCause::Requested`]. The first close requested wins.
+    pub fn close(&self, code: impl Into<CloseCode>, reason: &str) {
+        self.close_for(CloseCause::Requested {
+            code: code.into(),
+            reason: CloseReason::truncated(reason),
+        });
+    }
+
+    /// Ask the connection to close for `cause`. The first close requested wins.
+    pub fn close_for(&self, cause: CloseCause) {
         {
             let mut close = self.shared.close.lock();
             if close.is_none() {
-                *close = Some(CloseFrame {
-                    code,
-                    reason: truncate_reason(reason).into(),
-                });
+                *close = Some(cause);
             }
         }
         self.shared.cancel.cancel();
@@ -165,32 +201,15 @@ impl OutboundRx {
         self.shared.cancel.clone()
     }
 
-    /// The close frame to send: what was requested, else 1001 "going away" (shutdown).
-    pub fn close_frame(&self) -> CloseFrame {
-        self.shared.close.lock().clone().unwrap_or(CloseFrame {
-            code: CloseCode::Away,
-            reason: "server shutting down".into(),
-        })
-    }
-
-    /// Whether the close was requested because the client could not keep up; its queue is then
-    /// not worth flushing.
-    pub fn is_slow_consumer(&self) -> bool {
+    /// Why the connection was told to close: what was requested, else
+    /// [`CloseCause::Shutdown`] (the gateway's root token fired).
+    pub fn close_cause(&self) -> CloseCause {
         self.shared
             .close
             .lock()
-            .as_ref()
-            .is_some_and(|f| f.reason.as_str() == "slow consumer")
+            .clone()
+            .unwrap_or(CloseCause::Shutdown)
     }
-}
-
-/// Close reasons may be at most 123 bytes; cut on a character boundary.
-fn truncate_reason(reason: &str) -> &str {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
 }
 
 #[cfg(test)]
@@ -204,26 +223,42 @@ mod tests {
         tx.push(Message::text("b")).expect("2");
         assert_eq!(tx.push(Message::text("c")), Err(QueueError::Overflow));
         assert!(tx.is_closing());
-        assert!(rx.is_slow_consumer());
-        assert_eq!(rx.close_frame().code, CloseCode::Policy);
+        assert_eq!(rx.close_cause(), CloseCause::SlowConsumer);
+        assert_eq!(rx.close_cause().code(), CloseCode::POLICY);
         assert_eq!(rx.recv().await, Message::text("a"));
         assert_eq!(tx.push(Message::text("d")), Err(QueueError::Closed));
     }
 
     #[tokio::test]
-    async fn overflow_in_bytes_closes_but_one_big_message_fits() {
+    async fn overflow_in_bytes_closes_and_a_too_large_message_is_refused() {
         let (tx, mut rx) = channel(100, 10, CancellationToken::new());
-        tx.push(Message::text("x".repeat(50)))
-            .expect("a lone message may exceed");
+        assert_eq!(
+            tx.push(Message::text("x".repeat(11))),
+            Err(QueueError::TooLarge { size: 11, max: 10 })
+        );
+        assert!(!tx.is_closing(), "a refused message leaves the client alone");
+        tx.push(Message::text("x".repeat(10))).expect("fits exactly");
         assert_eq!(tx.push(Message::text("y")), Err(QueueError::Overflow));
-        assert_eq!(rx.try_recv().map(|m| m.len()), Some(50));
+        assert_eq!(rx.try_recv().map(|m| m.len()), Some(10));
     }
 
     #[test]
-    fn reasons_are_cut_to_123_bytes_on_char_boundaries() {
-        let long = "é".repeat(100);
-        let cut = truncate_reason(&long);
-        assert!(cut.len() <= 123);
-        assert!(long.starts_with(cut));
+    fn a_requested_close_keeps_the_first_cause() {
+        let (tx, rx) = channel(1, 1, CancellationToken::new());
+        tx.close(CloseCode::NORMAL, &"é".repeat(100));
+        tx.close_for(CloseCause::SlowConsumer);
+        let cause = rx.close_cause();
+        assert_eq!(cause.code(), CloseCode::NORMAL);
+        assert!(cause.reason().len() <= CloseReason::MAX_BYTES);
+        assert!(cause.flushes_queue());
+    }
+
+    #[test]
+    fn shutdown_is_the_cause_when_none_was_set() {
+        let root = CancellationToken::new();
+        let (tx, rx) = channel(1, 1, root.child_token());
+        root.cancel();
+        assert!(tx.is_closing());
+        assert_eq!(rx.close_cause(), CloseCause::Shutdown);
     }
 }
