@@ -117,6 +117,10 @@ pub struct LimitsConfig {
     pub client_messages_per_second: u32,
     /// Bytes per second one client may send, enforced like `client_messages_per_second`.
     pub client_bytes_per_second: u64,
+    /// A client held back by its rate limits again and again (never a second without) for this
+    /// long is closed with 1008 "rate limit exceeded".
+    #[serde(with = "humantime_serde")]
+    pub client_throttle_timeout: Duration,
 }
 
 /// Options of one system (tenant).
@@ -142,10 +146,15 @@ pub struct PluginRuntimeConfig {
     pub call_timeout: Duration,
     /// Linear memory cap of one plugin instance.
     pub max_memory_bytes: usize,
-    /// Events waiting for one plugin; when full, further events are dropped and counted.
+    /// Client messages waiting for one plugin; when reached, clients are not read until the
+    /// plugin catches up (nothing is dropped). Also the number of `on-connect`s that may wait;
+    /// past it a new client is refused with 1013.
     pub queue_capacity: usize,
-    /// Events of one client that may wait in its plugin's queue; a client past its share is not
-    /// read until its plugin catches up, so one client cannot fill the queue for everyone.
+    /// Bytes of client messages waiting for one plugin, bounded like `queue_capacity`.
+    pub queue_bytes: usize,
+    /// Events of one client that may wait in its plugin's queue (and the same fraction of
+    /// `queue_bytes`); a client past its share is not read until its plugin catches up, so one
+    /// client cannot fill the queue for everyone.
     pub client_queue_share: usize,
     /// How long the file watcher waits for writes to settle before reloading.
     #[serde(with = "humantime_serde")]
@@ -213,6 +222,7 @@ impl Default for LimitsConfig {
             max_systems: 1000,
             client_messages_per_second: 1000,
             client_bytes_per_second: 4 * 1024 * 1024,
+            client_throttle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -233,6 +243,7 @@ impl Default for PluginRuntimeConfig {
             call_timeout: Duration::from_millis(100),
             max_memory_bytes: 64 * 1024 * 1024,
             queue_capacity: 4096,
+            queue_bytes: 16 * 1024 * 1024,
             client_queue_share: 64,
             reload_debounce: Duration::from_millis(200),
         }

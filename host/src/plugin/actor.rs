@@ -12,7 +12,8 @@
 //! next event gets a fresh instance from the `InstancePre` (with `init` run again). The event
 //! that trapped is not retried. A plugin that keeps trapping is backed off: after the second
 //! consecutive failure the actor waits 10 ms, then 20, 40, ... up to 5 s before instantiating
-//! again, while events wait in the bounded queue (overflow is dropped and counted).
+//! again, while events wait in the bounded queue (clients past their share of it are not read
+//! meanwhile; see `mailbox.rs`).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 use wasmtime::component::{Component, Linker};
 
-use crate::gateway::{ConnectVerdict, EventSink, Gateway};
+use crate::gateway::{ConnectVerdict, EventSink, Gateway, Taken};
 use crate::metrics::DropLabels;
 
 pub use api::router;
@@ -46,7 +46,7 @@ pub use loader::ReloadOutcome;
 
 use self::engine::Runtime;
 use self::entry::{Limits, PluginShared};
-use self::mailbox::Event;
+use self::mailbox::{Admission, Event, QueueBounds};
 use self::metrics::PluginMetrics;
 use self::state::HostState;
 
@@ -102,8 +102,8 @@ pub struct PluginHost {
     kv_dir: PathBuf,
     /// Limits of every instance.
     limits: Limits,
-    /// Bound of each plugin's event queue.
-    queue_capacity: usize,
+    /// Bounds of each plugin's event queue.
+    queue_bounds: QueueBounds,
     /// Metric families.
     metrics: PluginMetrics,
     /// The runtime host calls block on.
@@ -163,7 +163,11 @@ impl PluginHost {
         };
         let host = Arc::new(PluginHost {
             metrics: PluginMetrics::register(gateway.metrics()),
-            queue_capacity: pc.queue_capacity,
+            queue_bounds: QueueBounds::new(
+                pc.queue_capacity,
+                pc.queue_bytes,
+                pc.client_queue_share,
+            ),
             rt: Handle::current(),
             gateway: gateway.clone(),
             runtime,
@@ -320,7 +324,9 @@ impl EventSink for Sink {
             client: client.to_owned(),
             reply: tx,
         };
-        if let Err(Event::Connect { system, reply, .. }) = plugin.mailbox.push(event) {
+        // Last resort: messages cannot fill this budget (they have their own), only a connect
+        // storm at a stuck plugin can.
+        if let Err(Event::Connect { system, reply, .. }) = plugin.mailbox.push_connect(event) {
             host.count_drop(&system, "plugin_queue_full");
             let _ = reply.send(ConnectVerdict::Reject {
                 code: 1013,
@@ -330,33 +336,29 @@ impl EventSink for Sink {
         Some(rx)
     }
 
-    fn message(&self, system: &str, client: &str, msg: Message) -> bool {
-        let Some((host, plugin, system)) = self.route(system) else {
-            return false;
+    fn message(&self, system: &str, client: &str, msg: Message) -> Taken {
+        let Some((_, plugin, system)) = self.route(system) else {
+            return Taken::NoPlugin;
         };
-        let event = Event::Message {
-            system,
-            client: client.to_owned(),
-            msg,
-        };
-        if let Err(Event::Message { system, .. }) = plugin.mailbox.push(event) {
-            host.count_drop(&system, "plugin_queue_full");
+        match plugin.mailbox.push_message(system, client, msg) {
+            Admission::Queued => Taken::Queued,
+            Admission::Hold => {
+                let client = client.to_owned();
+                Taken::Hold(Box::pin(async move { plugin.mailbox.room(&client).await }))
+            }
         }
-        true
     }
 
     fn close(&self, system: &str, client: &str, code: u16, reason: &str) {
-        let Some((host, plugin, system)) = self.route(system) else {
+        let Some((_, plugin, system)) = self.route(system) else {
             return;
         };
-        let event = Event::Close {
-            system: system.clone(),
+        // Past every bound: a plugin that misses an on-close leaks that client's state.
+        plugin.mailbox.push_unbounded(Event::Close {
+            system,
             client: client.to_owned(),
             code,
             reason: reason.to_owned(),
-        };
-        if plugin.mailbox.push(event).is_err() {
-            host.count_drop(&system, "plugin_queue_full");
-        }
+        });
     }
 }

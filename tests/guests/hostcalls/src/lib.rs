@@ -7,6 +7,7 @@
 //!   `{"call":"<name>","id":<id>,"err":"<kind>: <detail>","kind":"<kind>"}` (`id` only when the
 //!   request had one). Kinds are the WIT error cases (`unknown-client`, `invalid-argument`,
 //!   `quota-exceeded`, `unavailable`) plus `bad-json`, `bad-args` and `unknown-call`;
+//! - `spin:<ms>[:<anything>]` keeps the plugin busy for `ms` milliseconds, then answers `spun`;
 //! - any other text frame is answered `echo:<text>`;
 //! - a binary frame is answered with the same bytes.
 //!
@@ -297,6 +298,21 @@ fn command(sender: &str, text: &str, config: &str) -> Value {
     Value::Object(reply)
 }
 
+/// `spin:<ms>[:<padding>]`: keep the plugin busy for `ms` milliseconds (a slow plugin for the
+/// fairness tests), then answer `spun`.
+fn spin(text: &str) -> &'static str {
+    let ms: u64 = text
+        .split(':')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let until = host::now_ms().saturating_add(ms);
+    while host::now_ms() < until {
+        std::hint::spin_loop();
+    }
+    "spun"
+}
+
 /// The guest: only the init config lives in memory.
 #[derive(Default)]
 struct HostCalls {
@@ -326,6 +342,7 @@ impl Plugin for HostCalls {
     fn on_message(&mut self, client: &str, msg: Message) {
         let reply = match msg {
             Message::Binary(bytes) => Message::Binary(bytes),
+            Message::Text(text) if text.starts_with("spin:") => Message::text(spin(&text)),
             Message::Text(text) if text.starts_with('{') => {
                 command(client, &text, &self.config).into()
             }
