@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod domain;
+pub mod events;
 pub mod gateway;
 pub mod ids;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod plugin;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod wire;
 
 pub use config::Config;
 pub use gateway::Gateway;

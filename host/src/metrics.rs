@@ -16,6 +16,10 @@ pub struct SystemLabel {
     pub system: String,
 }
 
+/// Every `reason` of `wasmgate_messages_dropped_total`: the series of an unregistered system
+/// are removed by label, so a new reason must be listed here.
+pub const DROP_REASONS: &[&str] = &["no_plugin", "plugin_queue_full"];
+
 /// Labels of dropped-message counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
@@ -142,6 +146,23 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry.lock());
         out
+    }
+
+    /// Remove every series labelled with `system` (it was unregistered): without this, each
+    /// system ever registered kept five series, and /metrics grew to megabytes.
+    pub fn remove_system(&self, system: &str) {
+        let label = Self::system(system);
+        self.connections.remove(&label);
+        self.messages_in.remove(&label);
+        self.messages_out.remove(&label);
+        self.queue_overflows.remove(&label);
+        self.connects_refused.remove(&label);
+        for reason in DROP_REASONS {
+            self.messages_dropped.remove(&DropLabels {
+                system: system.to_owned(),
+                reason: (*reason).to_owned(),
+            });
+        }
     }
 
     /// Label helper.

@@ -45,7 +45,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Every route of the gateway. `extra` holds routes of other components (the plugin API) that
 /// get the same API authentication.
 pub fn app(gateway: Gateway, extra: Router<Gateway>) -> Router {
-    let guarded = api::router()
+    let guarded = api::router(gateway.config().max_body_size)
         .merge(api::metrics_router())
         .merge(extra)
         .route_layer(axum::middleware::from_fn_with_state(

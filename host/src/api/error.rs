@@ -1,11 +1,17 @@
 //! API errors: every one is an HTTP 4xx answered as `{"code":<status>,"msg":"<what is wrong>"}`.
+//!
+//! Statuses of the limits (one rule, also in host calls' WIT errors):
+//! a name too long or empty is 400 (`invalid-argument`); a size limit (info, extend, body) is
+//! 413 and a count limit (groups per client or system, systems, connections) 429 (both
+//! `quota-exceeded`); each message names the limit's key.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::domain::names::NameError;
 use crate::gateway::GatewayError;
-use crate::registry::RegistryError;
+use crate::registry::{ErrorKind, RegistryError};
 
 /// An error answered to an API caller.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +31,17 @@ pub enum ApiError {
     /// Wrong HTTP method for the route.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request conflicts with how the gateway is set up (unregistering a configured
+    /// system).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is larger than `max_body_size`.
-    #[error("request body larger than {0} bytes")]
+    #[error("request body larger than {0} bytes (max_body_size)")]
     TooLarge(usize),
-    /// The system cannot take more clients.
+    /// A value in the body is over a size limit (info, extend).
+    #[error("{0}")]
+    ContentTooLarge(String),
+    /// A count limit was hit: the system cannot take more clients, groups, systems.
     #[error("{0}")]
     TooMany(String),
 }
@@ -42,7 +55,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) | ApiError::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -58,10 +72,17 @@ impl IntoResponse for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(err: RegistryError) -> Self {
-        match err {
-            RegistryError::SystemFull(_) => ApiError::TooMany(err.to_string()),
-            _ => ApiError::NotFound(err.to_string()),
+        match err.kind() {
+            ErrorKind::NotFound => ApiError::NotFound(err.to_string()),
+            ErrorKind::TooMany => ApiError::TooMany(err.to_string()),
+            ErrorKind::TooLarge => ApiError::ContentTooLarge(err.to_string()),
         }
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(err: NameError) -> Self {
+        ApiError::BadRequest(err.to_string())
     }
 }
 
@@ -69,7 +90,10 @@ impl From<GatewayError> for ApiError {
     fn from(err: GatewayError) -> Self {
         match err {
             GatewayError::Registry(e) => e.into(),
-            GatewayError::InvalidCloseCode(_) => ApiError::BadRequest(err.to_string()),
+            GatewayError::Name(e) => e.into(),
+            GatewayError::Close(_) => ApiError::BadRequest(err.to_string()),
+            GatewayError::Queue(_) => ApiError::ContentTooLarge(err.to_string()),
+            GatewayError::Protected(..) => ApiError::Conflict(err.to_string()),
         }
     }
 }

@@ -2,20 +2,24 @@
 //! `{"code":0,"msg":"success","data":…}` or a 4xx `{"code","msg"}` ([`ApiError`]).
 
 mod error;
+mod op;
 mod ops;
 
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use serde::Serialize;
 use serde_json::Value;
 
 pub use error::ApiError;
+pub use op::Op;
 
 use crate::gateway::Gateway;
 use crate::metrics::{ApiLabels, OpLabel};
@@ -23,14 +27,37 @@ use crate::metrics::{ApiLabels, OpLabel};
 /// Header naming the system (tenant) an API call acts on.
 pub const SYSTEM_HEADER: &str = "systemId";
 
-/// A successful answer: `{"code":0,"msg":"success","data":…}`.
-pub fn success(data: Value) -> Response {
-    Json(serde_json::json!({ "code": 0, "msg": "success", "data": data })).into_response()
+/// The body of a successful answer: `{"code":0,"msg":"success","data":…}`.
+#[derive(Debug, Serialize)]
+pub struct Success {
+    code: u16,
+    msg: &'static str,
+    data: Value,
 }
 
-/// Routes of the websocket API (`/api/websocket/<op>`); the caller adds auth.
-pub fn router() -> Router<Gateway> {
-    Router::new().route("/api/websocket/{op}", any(call))
+impl Success {
+    /// A success carrying `data`.
+    pub fn new(data: Value) -> Json<Self> {
+        Json(Self {
+            code: 0,
+            msg: "success",
+            data,
+        })
+    }
+}
+
+/// A successful answer: `{"code":0,"msg":"success","data":…}`.
+pub fn success(data: Value) -> Response {
+    Success::new(data).into_response()
+}
+
+/// Routes of the websocket API (`/api/websocket/<op>`); the caller adds auth. Bodies over
+/// `max_body_size` are cut by axum's body limit while they are read (never buffered whole) and
+/// answered 413 in JSON.
+pub fn router(max_body_size: usize) -> Router<Gateway> {
+    Router::new()
+        .route("/api/websocket/{op}", any(call))
+        .layer(DefaultBodyLimit::max(max_body_size))
 }
 
 /// `GET /metrics`: the Prometheus exposition.
@@ -60,27 +87,20 @@ pub async fn not_found(req: Request) -> ApiError {
 
 async fn call(
     State(gateway): State<Gateway>,
-    Path(op): Path<String>,
+    op: Result<Path<String>, PathRejection>,
+    method: Method,
     headers: HeaderMap,
-    req: Request,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let known = ops::is_known(&op);
-    let label = if known { op.as_str() } else { "unknown" };
-    let response = if req.method() != axum::http::Method::POST {
-        ApiError::MethodNotAllowed(format!("{} needs POST", req.uri().path())).into_response()
-    } else if !known {
-        ApiError::NotFound(format!("unknown operation: {op}")).into_response()
-    } else {
-        let limit = gateway.config().max_body_size;
-        match read_json(req.into_body(), limit).await {
-            Ok(body) => match ops::dispatch(&gateway, &op, &headers, body).await {
-                Ok(data) => success(data),
-                Err(err) => err.into_response(),
-            },
-            Err(err) => err.into_response(),
-        }
+    let op = match op {
+        Ok(Path(name)) => Op::parse(&name).ok_or(name),
+        Err(_) => Err("(not UTF-8)".to_owned()),
     };
+    let label = op.as_ref().map_or("unknown", |op| op.name());
+    let response = handle(&gateway, op, &method, &headers, body)
+        .await
+        .into_response();
     let metrics = gateway.metrics();
     metrics
         .api_calls
@@ -98,22 +118,36 @@ async fn call(
     response
 }
 
-/// Read a JSON object body of at most `limit` bytes; an empty body counts as `{}`.
-async fn read_json(body: Body, limit: usize) -> Result<Value, ApiError> {
-    let bytes = to_bytes(body, limit).await.map_err(|err| {
-        let too_large = std::error::Error::source(&err)
-            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
-            || err.to_string().contains("length limit");
-        if too_large {
-            ApiError::TooLarge(limit)
+async fn handle(
+    gateway: &Gateway,
+    op: Result<Op, String>,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Success>, ApiError> {
+    if method != Method::POST {
+        return Err(ApiError::MethodNotAllowed(format!(
+            "/api/websocket/<op> needs POST, not {method}"
+        )));
+    }
+    let op = op.map_err(|name| ApiError::NotFound(format!("unknown operation: {name}")))?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(gateway.config().max_body_size)
         } else {
-            ApiError::BadRequest(format!("could not read body: {err}"))
+            ApiError::BadRequest(format!("could not read body: {}", rejection.body_text()))
         }
     })?;
+    let data = ops::dispatch(gateway, op, headers, json_object(&body)?).await?;
+    Ok(Success::new(data))
+}
+
+/// The body as a JSON object; an empty body counts as `{}`.
+fn json_object(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    let value: Value = serde_json::from_slice(&bytes)
+    let value: Value = serde_json::from_slice(bytes)
         .map_err(|err| ApiError::BadRequest(format!("body is not valid JSON: {err}")))?;
     if !value.is_object() {
         return Err(ApiError::BadRequest("body must be a JSON object".into()));

@@ -1,50 +1,22 @@
 //! The API operations, with the seeds' field names (seed 000/001 and GatewayWorker's seed 002).
+//!
+//! Every name in a body or header is parsed into its domain type ([`SystemId`], [`GroupName`],
+//! [`Uid`]) before anything runs, so one rule answers for all of them (400 naming the field and
+//! `limits.max_name_bytes`).
 
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::op::Op;
 use super::{ApiError, SYSTEM_HEADER};
-use crate::gateway::{Envelope, Gateway};
+use crate::config::LimitsConfig;
+use crate::domain::close::{CloseCode, CloseReason};
+use crate::domain::names::{GroupName, SystemId, Uid};
+use crate::gateway::{Gateway, GatewayError};
 use crate::registry::{Info, Member};
-
-/// Every operation, by route name.
-const OPS: &[&str] = &[
-    "register",
-    "send_to_client",
-    "send_to_clients",
-    "send_to_group",
-    "send_to_system",
-    "send_to_all",
-    "send_to_uid",
-    "bind_to_group",
-    "join_group",
-    "leave_group",
-    "get_online_list",
-    "close_client",
-    "get_all_groups",
-    "bind_uid",
-    "unbind_uid",
-    "is_uid_online",
-    "get_uid_by_client_id",
-    "get_client_ids_by_uid",
-    "get_client_count_by_group",
-    "get_client_ids_by_group",
-    "get_uids_by_group",
-    "get_uid_count_by_group",
-    "get_all_uid",
-    "is_online",
-    "get_all_client_count",
-    "get_info",
-    "set_info",
-    "update_info",
-];
-
-/// Whether `op` names an operation.
-pub fn is_known(op: &str) -> bool {
-    OPS.contains(&op)
-}
+use crate::wire::Envelope;
 
 /// The content of a pushed message.
 #[derive(Deserialize)]
@@ -62,7 +34,7 @@ struct Push {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RegisterBody {
+struct SystemBody {
     system_id: String,
 }
 
@@ -147,44 +119,69 @@ fn parse<T: DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
     T::deserialize(body).map_err(|err| ApiError::BadRequest(format!("invalid body: {err}")))
 }
 
-/// Reject empty identifiers, which would otherwise silently match nothing.
-fn non_empty<'a>(field: &str, value: &'a str) -> Result<&'a str, ApiError> {
-    if value.is_empty() {
-        Err(ApiError::BadRequest(format!("{field} must not be empty")))
-    } else {
-        Ok(value)
-    }
-}
-
 fn list(items: Vec<String>) -> Value {
     json!({ "count": items.len(), "list": items })
 }
 
-fn system_header(headers: &HeaderMap) -> Result<String, ApiError> {
+fn system_header(headers: &HeaderMap, limits: &LimitsConfig) -> Result<SystemId, ApiError> {
     let value = headers
         .get(SYSTEM_HEADER)
         .ok_or_else(|| ApiError::BadRequest(format!("missing header {SYSTEM_HEADER}")))?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::BadRequest(format!("header {SYSTEM_HEADER} is not ASCII")))?;
-    Ok(non_empty(SYSTEM_HEADER, value)?.to_owned())
+    Ok(SystemId::parse(value, limits)?)
 }
 
-/// Run operation `op` (known to exist) and return its `data`.
+/// What a client declares when it joins a group is kept per membership and echoed in every
+/// notice: `userId` follows the name rule (it may be empty), `extend` is bounded like info.
+fn member(b: &BindGroupBody, limits: &LimitsConfig) -> Result<Member, ApiError> {
+    if b.user_id.len() > limits.max_name_bytes {
+        return Err(ApiError::BadRequest(format!(
+            "userId is {} bytes, over limits.max_name_bytes ({})",
+            b.user_id.len(),
+            limits.max_name_bytes
+        )));
+    }
+    if b.extend.len() > limits.max_info_bytes {
+        return Err(ApiError::ContentTooLarge(format!(
+            "extend is {} bytes, over limits.max_info_bytes ({})",
+            b.extend.len(),
+            limits.max_info_bytes
+        )));
+    }
+    Ok(Member {
+        user_id: b.user_id.clone(),
+        extend: b.extend.clone(),
+    })
+}
+
+/// Run `op` and return its `data`.
 pub async fn dispatch(
     gw: &Gateway,
-    op: &str,
+    op: Op,
     headers: &HeaderMap,
     body: Value,
 ) -> Result<Value, ApiError> {
-    if op == "register" {
-        let b: RegisterBody = parse(&body)?;
-        let created = gw
-            .register_system(non_empty("systemId", &b.system_id)?)
-            .await?;
-        return Ok(json!({ "created": created }));
+    let limits = &gw.config().limits;
+    let group = |name: String| GroupName::parse(name, limits);
+    let uid = |name: String| Uid::parse(name, limits);
+    match op {
+        Op::Register => {
+            let b: SystemBody = parse(&body)?;
+            let system = SystemId::parse(b.system_id, limits)?;
+            let created = gw.register_system(&system).await?;
+            return Ok(json!({ "created": created }));
+        }
+        Op::Unregister => {
+            let b: SystemBody = parse(&body)?;
+            let system = SystemId::parse(b.system_id, limits)?;
+            let closed = gw.unregister_system(&system).await?;
+            return Ok(json!({ "closed": closed }));
+        }
+        _ => {}
     }
-    let system = system_header(headers)?;
+    let system = system_header(headers, limits)?;
     let system = system.as_str();
     if !gw.registry().system_exists(system).await {
         return Err(ApiError::NotFound(format!("unknown system: {system}")));
@@ -195,7 +192,8 @@ pub async fn dispatch(
     }
     let reg = gw.registry();
     match op {
-        "send_to_client" => {
+        Op::Register | Op::Unregister => Err(ApiError::NotFound(op.name().into())),
+        Op::SendToClient => {
             let target: ClientBody = parse(&body)?;
             send(gw, &body, |m| async move {
                 gw.send_to_client(system, &target.client_id, m)
@@ -204,135 +202,132 @@ pub async fn dispatch(
             })
             .await
         }
-        "send_to_clients" => {
+        Op::SendToClients => {
             let target: ClientsBody = parse(&body)?;
             send(gw, &body, |m| async move {
                 gw.send_to_clients(system, &target.client_ids, m).await
             })
             .await
         }
-        "send_to_group" => {
+        Op::SendToGroup => {
             let target: GroupBody = parse(&body)?;
-            let group = non_empty("groupName", &target.group_name)?;
-            if reg.group_clients(system, group).await?.is_empty() {
-                return Err(ApiError::NotFound(format!("unknown group: {group}")));
+            let g = group(target.group_name)?;
+            if reg.group_clients(system, &g).await?.is_empty() {
+                return Err(ApiError::NotFound(format!("unknown group: {g}")));
             }
+            let g = &g;
             send(gw, &body, |m| async move {
-                gw.send_to_group(system, group, m, &[]).await
+                gw.send_to_group(system, g, m, &[]).await
             })
             .await
         }
-        "send_to_system" | "send_to_all" => {
+        Op::SendToSystem | Op::SendToAll => {
             send(gw, &body, |m| async move {
                 gw.send_to_system(system, m, &[]).await
             })
             .await
         }
-        "send_to_uid" => {
+        Op::SendToUid => {
             let target: UidBody = parse(&body)?;
-            let uid = non_empty("uid", &target.uid)?;
+            let u = uid(target.uid)?;
+            let u = &u;
             send(gw, &body, |m| async move {
-                gw.send_to_uid(system, uid, m).await
+                gw.send_to_uid(system, u, m).await
             })
             .await
         }
-        "bind_to_group" | "join_group" => {
+        Op::BindToGroup | Op::JoinGroup => {
             let b: BindGroupBody = parse(&body)?;
-            let member = Member {
-                user_id: b.user_id,
-                extend: b.extend,
-            };
-            gw.join_group(
-                system,
-                &b.client_id,
-                non_empty("groupName", &b.group_name)?,
-                member,
-            )
-            .await?;
+            let member = member(&b, limits)?;
+            let g = group(b.group_name)?;
+            gw.join_group(system, &b.client_id, &g, member).await?;
             Ok(json!({}))
         }
-        "leave_group" => {
+        Op::LeaveGroup => {
             let b: LeaveGroupBody = parse(&body)?;
-            gw.leave_group(system, &b.client_id, &b.group_name).await?;
+            let g = group(b.group_name)?;
+            gw.leave_group(system, &b.client_id, &g).await?;
             Ok(json!({}))
         }
-        "get_online_list" => {
+        Op::GetOnlineList => {
             let b: OptionalGroupBody = parse(&body)?;
-            match b.group_name.as_deref() {
-                Some(group) if !group.is_empty() => {
-                    Ok(list(reg.group_clients(system, group).await?))
+            match b.group_name {
+                // No group, or an empty one (seed clients send ""): the whole system.
+                Some(name) if !name.is_empty() => {
+                    Ok(list(reg.group_clients(system, &group(name)?).await?))
                 }
                 _ => Ok(list(reg.clients(system).await?)),
             }
         }
-        "close_client" => {
+        Op::CloseClient => {
             let b: CloseBody = parse(&body)?;
-            gw.close_client(system, &b.client_id, b.code, &b.reason)
-                .await?;
+            let code = CloseCode::application(b.code).map_err(GatewayError::from)?;
+            let reason = CloseReason::parse(&b.reason).map_err(GatewayError::from)?;
+            gw.close_client(system, &b.client_id, code, &reason).await?;
             Ok(json!({}))
         }
-        "get_all_groups" => Ok(list(reg.groups(system).await?)),
-        "bind_uid" => {
+        Op::GetAllGroups => Ok(list(reg.groups(system).await?)),
+        Op::BindUid => {
             let b: BindUidBody = parse(&body)?;
-            gw.bind_uid(system, &b.client_id, non_empty("uid", &b.uid)?)
-                .await?;
+            gw.bind_uid(system, &b.client_id, &uid(b.uid)?).await?;
             Ok(json!({}))
         }
-        "unbind_uid" => {
+        Op::UnbindUid => {
             let b: ClientBody = parse(&body)?;
             gw.unbind_uid(system, &b.client_id).await?;
             Ok(json!({}))
         }
-        "is_uid_online" => {
+        Op::IsUidOnline => {
             let b: UidBody = parse(&body)?;
-            let online = !reg.clients_by_uid(system, &b.uid).await?.is_empty();
+            let online = !reg.clients_by_uid(system, &uid(b.uid)?).await?.is_empty();
             Ok(json!({ "online": online }))
         }
-        "get_uid_by_client_id" => {
+        Op::GetUidByClientId => {
             let b: ClientBody = parse(&body)?;
             Ok(json!({ "uid": reg.uid_of(system, &b.client_id).await? }))
         }
-        "get_client_ids_by_uid" => {
+        Op::GetClientIdsByUid => {
             let b: UidBody = parse(&body)?;
-            Ok(list(reg.clients_by_uid(system, &b.uid).await?))
+            Ok(list(reg.clients_by_uid(system, &uid(b.uid)?).await?))
         }
-        "get_client_count_by_group" => {
+        Op::GetClientCountByGroup => {
             let b: GroupBody = parse(&body)?;
-            Ok(json!({ "count": reg.group_clients(system, &b.group_name).await?.len() }))
+            let n = reg.group_clients(system, &group(b.group_name)?).await?.len();
+            Ok(json!({ "count": n }))
         }
-        "get_client_ids_by_group" => {
+        Op::GetClientIdsByGroup => {
             let b: GroupBody = parse(&body)?;
-            Ok(list(reg.group_clients(system, &b.group_name).await?))
+            Ok(list(reg.group_clients(system, &group(b.group_name)?).await?))
         }
-        "get_uids_by_group" => {
+        Op::GetUidsByGroup => {
             let b: GroupBody = parse(&body)?;
-            Ok(list(reg.group_uids(system, &b.group_name).await?))
+            Ok(list(reg.group_uids(system, &group(b.group_name)?).await?))
         }
-        "get_uid_count_by_group" => {
+        Op::GetUidCountByGroup => {
             let b: GroupBody = parse(&body)?;
-            Ok(json!({ "count": reg.group_uids(system, &b.group_name).await?.len() }))
+            let n = reg.group_uids(system, &group(b.group_name)?).await?.len();
+            Ok(json!({ "count": n }))
         }
-        "get_all_uid" => Ok(list(reg.uids(system).await?)),
-        "is_online" => {
+        Op::GetAllUid => Ok(list(reg.uids(system).await?)),
+        Op::IsOnline => {
             let b: ClientBody = parse(&body)?;
             Ok(json!({ "online": reg.client_exists(system, &b.client_id).await }))
         }
-        "get_all_client_count" => Ok(json!({ "count": reg.client_count(system).await? })),
-        "get_info" => {
+        Op::GetAllClientCount => Ok(json!({ "count": reg.client_count(system).await? })),
+        Op::GetInfo => {
             let b: ClientBody = parse(&body)?;
             Ok(json!({ "info": reg.info(system, &b.client_id).await? }))
         }
-        "set_info" => {
+        Op::SetInfo => {
             let b: InfoBody = parse(&body)?;
             gw.set_info(system, &b.client_id, b.info).await?;
             Ok(json!({}))
         }
-        "update_info" => {
+        Op::UpdateInfo => {
             let b: InfoBody = parse(&body)?;
             gw.update_info(system, &b.client_id, b.info).await?;
             Ok(json!({}))
         }
-        other => Err(ApiError::NotFound(format!("unknown operation: {other}"))),
     }
 }
 
@@ -340,7 +335,7 @@ pub async fn dispatch(
 async fn send<F, Fut>(gw: &Gateway, body: &Value, deliver: F) -> Result<Value, ApiError>
 where
     F: FnOnce(tokio_tungstenite::tungstenite::Message) -> Fut,
-    Fut: Future<Output = Result<usize, crate::gateway::GatewayError>>,
+    Fut: Future<Output = Result<usize, GatewayError>>,
 {
     let push: Push = parse(body)?;
     let message_id = gw.next_message_id();

@@ -7,7 +7,7 @@
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::gateway::GatewayError;
-use crate::registry::{Info, RegistryError};
+use crate::registry::{ErrorKind, Info, RegistryError};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -52,19 +52,21 @@ pub(crate) fn from_info(info: Info) -> Vec<(String, String)> {
     info.into_iter().collect()
 }
 
-/// The WIT error a guest sees for a failed gateway operation.
+/// The WIT error a guest sees for a failed gateway operation: the same classes and messages
+/// as the HTTP API (400 → `invalid-argument`, 413/429 → `quota-exceeded`).
 pub(crate) fn to_wit_error(err: GatewayError) -> WitError {
     match err {
         GatewayError::Registry(RegistryError::UnknownClient(c)) => WitError::UnknownClient(c),
-        GatewayError::Registry(RegistryError::SystemFull(s)) => {
-            WitError::QuotaExceeded(format!("system {s} is full"))
-        }
         GatewayError::Registry(e @ RegistryError::NotInGroup { .. }) => {
             WitError::InvalidArgument(e.to_string())
         }
-        GatewayError::InvalidCloseCode(code) => {
-            WitError::InvalidArgument(format!("close code {code}: use 1000 or 3000-4999"))
+        GatewayError::Registry(e) if e.kind() != ErrorKind::NotFound => {
+            WitError::QuotaExceeded(e.to_string())
         }
+        e @ (GatewayError::Name(_) | GatewayError::Close(_)) => {
+            WitError::InvalidArgument(e.to_string())
+        }
+        e @ GatewayError::Queue(_) => WitError::QuotaExceeded(e.to_string()),
         other => WitError::Unavailable(other.to_string()),
     }
 }

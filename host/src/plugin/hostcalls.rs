@@ -14,6 +14,9 @@ use std::future::Future;
 
 use tracing::{debug, error, info, trace, warn};
 
+use crate::domain::close::{CloseCode, CloseReason};
+use crate::domain::names::{GroupName, NameError, Uid};
+use crate::gateway::GatewayError;
 use crate::registry::Member;
 
 use super::bindings::wasmgate::plugin::types;
@@ -24,23 +27,11 @@ use super::entry::now_ms;
 use super::metrics::QuotaLabels;
 use super::state::HostState;
 
-/// Longest group name or uid a plugin may use.
-const MAX_NAME_BYTES: usize = 256;
-/// Longest close reason (the WebSocket limit).
-const MAX_REASON_BYTES: usize = 123;
-
 type R<T> = Result<T, WitError>;
 
-fn non_empty(what: &str, value: &str) -> R<()> {
-    if value.is_empty() {
-        return Err(WitError::InvalidArgument(format!("{what} is empty")));
-    }
-    if value.len() > MAX_NAME_BYTES {
-        return Err(WitError::InvalidArgument(format!(
-            "{what} longer than {MAX_NAME_BYTES} bytes"
-        )));
-    }
-    Ok(())
+/// A name that broke the name rule: `invalid-argument` with the API's 400 message.
+fn invalid(err: NameError) -> WitError {
+    to_wit_error(GatewayError::Name(err))
 }
 
 fn count(n: usize) -> u32 {
@@ -50,6 +41,16 @@ fn count(n: usize) -> u32 {
 impl HostState {
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.plugin.rt.block_on(f)
+    }
+
+    /// `group` checked with the API's rule (`limits.max_name_bytes`).
+    fn group(&self, group: String) -> R<GroupName> {
+        GroupName::parse(group, &self.plugin.gateway.config().limits).map_err(invalid)
+    }
+
+    /// `uid` checked with the API's rule.
+    fn uid(&self, uid: String) -> R<Uid> {
+        Uid::parse(uid, &self.plugin.gateway.config().limits).map_err(invalid)
     }
 
     /// Take one send from the event's budget.
@@ -94,7 +95,7 @@ impl Host for HostState {
     }
 
     fn send_to_group(&mut self, group: String, msg: WitMessage, exclude: Vec<String>) -> R<u32> {
-        non_empty("group", &group)?;
+        let group = self.group(group)?;
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.send_to_group(&self.system, &group, to_ws(msg), &exclude))
@@ -111,7 +112,7 @@ impl Host for HostState {
     }
 
     fn send_to_uid(&mut self, uid: String, msg: WitMessage) -> R<u32> {
-        non_empty("uid", &uid)?;
+        let uid = self.uid(uid)?;
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.send_to_uid(&self.system, &uid, to_ws(msg)))
@@ -120,7 +121,7 @@ impl Host for HostState {
     }
 
     fn bind_uid(&mut self, client: String, uid: String) -> R<()> {
-        non_empty("uid", &uid)?;
+        let uid = self.uid(uid)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.bind_uid(&self.system, &client, &uid))
             .map_err(to_wit_error)
@@ -157,14 +158,14 @@ impl Host for HostState {
     }
 
     fn join_group(&mut self, client: String, group: String) -> R<()> {
-        non_empty("group", &group)?;
+        let group = self.group(group)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.join_group(&self.system, &client, &group, Member::default()))
             .map_err(to_wit_error)
     }
 
     fn leave_group(&mut self, client: String, group: String) -> R<()> {
-        non_empty("group", &group)?;
+        let group = self.group(group)?;
         let gw = self.plugin.gateway.clone();
         self.block_on(gw.leave_group(&self.system, &client, &group))
             .map_err(to_wit_error)
@@ -197,13 +198,11 @@ impl Host for HostState {
     }
 
     fn close_client(&mut self, client: String, code: u16, reason: String) -> R<()> {
-        if reason.len() > MAX_REASON_BYTES {
-            return Err(WitError::InvalidArgument(format!(
-                "reason longer than {MAX_REASON_BYTES} bytes"
-            )));
-        }
+        let checked = CloseCode::application(code)
+            .and_then(|code| Ok((code, CloseReason::parse(&reason)?)))
+            .map_err(|e| to_wit_error(e.into()))?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.close_client(&self.system, &client, code, &reason))
+        self.block_on(gw.close_client(&self.system, &client, checked.0, &checked.1))
             .map_err(to_wit_error)
     }
 

@@ -316,6 +316,11 @@ impl Sink {
 }
 
 impl EventSink for Sink {
+    fn serves(&self, system: &str) -> bool {
+        let host = self.host.upgrade();
+        host.is_some_and(|h| h.routes.read().contains_key(system))
+    }
+
     fn connect(&self, system: &str, client: &str) -> Option<oneshot::Receiver<ConnectVerdict>> {
         let (host, plugin, system) = self.route(system)?;
         let (tx, rx) = oneshot::channel();

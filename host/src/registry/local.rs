@@ -1,17 +1,40 @@
 //! The in-process registry of a single gateway node.
+//!
+//! Bounded by `limits.*` (see [`LimitsConfig`]): before the bounds, one API caller put one
+//! client in 100k groups, a system at 1M groups (1 GB) and an info map at 110k keys (11 MB per
+//! `get_info`). Groups and uids live in `BTreeMap`s, which free their nodes as entries go;
+//! client tables are `HashMap`s, which keep their capacity, so they are shrunk when they fall
+//! far below it (see [`shrink`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
 use super::{Info, Joined, Left, Member, Registry, RegistryError, Result};
+use crate::config::LimitsConfig;
 
 /// A registry held in this process's memory.
 #[derive(Default)]
 pub struct LocalRegistry {
     /// One lock per system, so tenants never contend with each other.
     systems: RwLock<HashMap<String, Arc<Mutex<SystemState>>>>,
+    limits: LimitsConfig,
+}
+
+/// Shrink `map` when it uses under a quarter of a capacity above 64 entries: a table that
+/// held 100k clients otherwise keeps their slots (~5 MB) after they left. Amortized: a shrink
+/// to `len` happens only after capacity/2 removals.
+fn shrink<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
+}
+
+/// Bytes of an info map: keys plus values.
+fn info_bytes(info: &Info) -> usize {
+    info.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 #[derive(Default)]
@@ -32,9 +55,32 @@ struct ClientState {
 }
 
 impl LocalRegistry {
-    /// An empty registry.
+    /// An empty registry with the default limits.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry bounded by `limits`.
+    pub fn with_limits(limits: LimitsConfig) -> Self {
+        Self {
+            systems: RwLock::default(),
+            limits,
+        }
+    }
+
+    fn check_info(&self, info: &Info) -> Result<()> {
+        let max = self.limits.max_info_entries;
+        if info.len() > max {
+            return Err(RegistryError::InfoTooManyEntries {
+                len: info.len(),
+                max,
+            });
+        }
+        let (len, max) = (info_bytes(info), self.limits.max_info_bytes);
+        if len > max {
+            return Err(RegistryError::InfoTooLarge { len, max });
+        }
+        Ok(())
     }
 
     fn system(&self, system: &str) -> Result<Arc<Mutex<SystemState>>> {
@@ -110,12 +156,31 @@ impl Registry for LocalRegistry {
             }
             return Ok(false);
         }
+        if systems.len() >= self.limits.max_systems {
+            return Err(RegistryError::TooManySystems {
+                max: self.limits.max_systems,
+            });
+        }
         let state = SystemState {
             max_connections,
             ..SystemState::default()
         };
         systems.insert(system.to_owned(), Arc::new(Mutex::new(state)));
         Ok(true)
+    }
+
+    async fn remove_system(&self, system: &str) -> Result<Vec<String>> {
+        let state = {
+            let mut systems = self.systems.write();
+            let state = systems
+                .remove(system)
+                .ok_or_else(|| RegistryError::UnknownSystem(system.to_owned()))?;
+            shrink(&mut systems);
+            state
+        };
+        let mut ids: Vec<String> = state.lock().clients.keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
     }
 
     async fn system_exists(&self, system: &str) -> bool {
@@ -147,6 +212,7 @@ impl Registry for LocalRegistry {
             s.unbind(client);
             let left = groups.iter().filter_map(|g| s.leave(client, g)).collect();
             s.clients.remove(client);
+            shrink(&mut s.clients);
             Ok(left)
         })
     }
@@ -175,8 +241,23 @@ impl Registry for LocalRegistry {
         group: &str,
         member: Member,
     ) -> Result<Joined> {
+        let limits = &self.limits;
         self.with(system, |s| {
-            let new = s.client(client)?.groups.insert(group.to_owned());
+            let in_groups = &s.client(client)?.groups;
+            let new = !in_groups.contains(group);
+            if new && in_groups.len() >= limits.max_groups_per_client {
+                return Err(RegistryError::TooManyGroupsForClient {
+                    client: client.to_owned(),
+                    max: limits.max_groups_per_client,
+                });
+            }
+            if !s.groups.contains_key(group) && s.groups.len() >= limits.max_groups_per_system {
+                return Err(RegistryError::TooManyGroups {
+                    system: system.to_owned(),
+                    max: limits.max_groups_per_system,
+                });
+            }
+            s.client(client)?.groups.insert(group.to_owned());
             let members = s.groups.entry(group.to_owned()).or_default();
             members.insert(client.to_owned(), member);
             let others = members
@@ -264,6 +345,7 @@ impl Registry for LocalRegistry {
     }
 
     async fn set_info(&self, system: &str, client: &str, info: Info) -> Result<()> {
+        self.check_info(&info)?;
         self.with(system, |s| {
             s.client(client)?.info = info;
             Ok(())
@@ -271,8 +353,14 @@ impl Registry for LocalRegistry {
     }
 
     async fn update_info(&self, system: &str, client: &str, info: Info) -> Result<()> {
+        // Checked on the incoming map first (cheap refusal of a huge body), then on the merge.
+        self.check_info(&info)?;
         self.with(system, |s| {
-            s.client(client)?.info.extend(info);
+            let current = &mut s.client(client)?.info;
+            let mut merged = current.clone();
+            merged.extend(info);
+            self.check_info(&merged)?;
+            *current = merged;
             Ok(())
         })
     }
@@ -312,6 +400,78 @@ mod tests {
             r.leave_group("s", "a", "room").await.err(),
             Some(RegistryError::UnknownClient("a".into()))
         );
+    }
+
+    fn small() -> LocalRegistry {
+        LocalRegistry::with_limits(LimitsConfig {
+            max_groups_per_client: 2,
+            max_groups_per_system: 3,
+            max_info_entries: 2,
+            max_info_bytes: 10,
+            max_systems: 2,
+            ..LimitsConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn limits_hold_and_rejoining_is_free() {
+        let r = small();
+        r.register_system("s", None).await.expect("register");
+        r.register_system("t", None).await.expect("register");
+        assert_eq!(
+            r.register_system("u", None).await,
+            Err(RegistryError::TooManySystems { max: 2 })
+        );
+        assert_eq!(r.register_system("s", None).await, Ok(false));
+        r.add_client("s", "a", None).await.expect("add");
+        r.add_client("s", "b", None).await.expect("add");
+        for g in ["g1", "g2"] {
+            r.join_group("s", "a", g, Member::default()).await.expect("join");
+        }
+        r.join_group("s", "a", "g1", Member::default()).await.expect("rejoin");
+        assert!(matches!(
+            r.join_group("s", "a", "g3", Member::default()).await,
+            Err(RegistryError::TooManyGroupsForClient { max: 2, .. })
+        ));
+        r.join_group("s", "b", "g3", Member::default()).await.expect("third group");
+        assert!(matches!(
+            r.join_group("s", "b", "g4", Member::default()).await,
+            Err(RegistryError::TooManyGroups { max: 3, .. })
+        ));
+        // An existing group is not a new one.
+        r.join_group("s", "b", "g1", Member::default()).await.expect("join existing");
+        let info = |pairs: &[(&str, &str)]| -> Info {
+            pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        };
+        r.set_info("s", "a", info(&[("k", "v"), ("l", "w")])).await.expect("set");
+        assert!(matches!(
+            r.update_info("s", "a", info(&[("m", "x")])).await,
+            Err(RegistryError::InfoTooManyEntries { len: 3, max: 2 })
+        ));
+        r.update_info("s", "a", info(&[("k", "vvvvv")])).await.expect("replace");
+        assert!(matches!(
+            r.set_info("s", "a", info(&[("k", "0123456789")])).await,
+            Err(RegistryError::InfoTooLarge { len: 11, max: 10 })
+        ));
+        assert_eq!(r.info("s", "a").await.expect("info").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn removed_systems_free_their_slot_and_tables_shrink() {
+        let r = small();
+        r.register_system("s", None).await.expect("register");
+        for i in 0..1000 {
+            r.add_client("s", &format!("c{i}"), None).await.expect("add");
+        }
+        for i in 0..999 {
+            r.remove_client("s", &format!("c{i}")).await.expect("remove");
+        }
+        let cap = r.system("s").expect("s").lock().clients.capacity();
+        assert!(cap < 256, "client table kept capacity {cap}");
+        assert_eq!(r.remove_system("s").await, Ok(vec!["c999".to_owned()]));
+        assert!(!r.system_exists("s").await);
+        r.register_system("t", None).await.expect("t");
+        r.register_system("u", None).await.expect("slot freed");
     }
 
     #[tokio::test]

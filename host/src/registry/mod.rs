@@ -42,7 +42,9 @@ pub struct Left {
     pub others: Vec<String>,
 }
 
-/// Failures of registry operations. Each maps to a 404 in the HTTP API.
+/// Failures of registry operations. The HTTP API answers the unknown ones 404, the limits 429
+/// (counts: clients, groups, systems) or 413 (sizes: info), with this message; host calls get
+/// `unknown-client`, `invalid-argument` or `quota-exceeded` with the same message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// No system of that name.
@@ -59,9 +61,76 @@ pub enum RegistryError {
         /// The group.
         group: String,
     },
-    /// The system has as many clients as it may.
+    /// The system has as many clients as it may (`systems.<name>.max_connections`).
     #[error("system {0} is full")]
     SystemFull(String),
+    /// The client is in as many groups as it may.
+    #[error("client {client} is in {max} groups, the limit (limits.max_groups_per_client)")]
+    TooManyGroupsForClient {
+        /// The client.
+        client: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The system has as many groups as it may.
+    #[error("system {system} has {max} groups, the limit (limits.max_groups_per_system)")]
+    TooManyGroups {
+        /// The system.
+        system: String,
+        /// The limit.
+        max: usize,
+    },
+    /// As many systems exist as may.
+    #[error("{max} systems exist, the limit (limits.max_systems)")]
+    TooManySystems {
+        /// The limit.
+        max: usize,
+    },
+    /// The info map would have too many entries.
+    #[error("info would have {len} entries, over limits.max_info_entries ({max})")]
+    InfoTooManyEntries {
+        /// Entries it would have.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The info map would be too large.
+    #[error("info would be {len} bytes, over limits.max_info_bytes ({max})")]
+    InfoTooLarge {
+        /// Bytes (keys plus values) it would have.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl RegistryError {
+    /// What kind of failure this is, for the HTTP status and the WIT error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::UnknownSystem(_)
+            | RegistryError::UnknownClient(_)
+            | RegistryError::NotInGroup { .. } => ErrorKind::NotFound,
+            RegistryError::SystemFull(_)
+            | RegistryError::TooManyGroupsForClient { .. }
+            | RegistryError::TooManyGroups { .. }
+            | RegistryError::TooManySystems { .. } => ErrorKind::TooMany,
+            RegistryError::InfoTooManyEntries { .. } | RegistryError::InfoTooLarge { .. } => {
+                ErrorKind::TooLarge
+            }
+        }
+    }
+}
+
+/// Classes of registry failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Something named does not exist (HTTP 404).
+    NotFound,
+    /// A count limit was hit (HTTP 429, WIT `quota-exceeded`).
+    TooMany,
+    /// A size limit was hit (HTTP 413, WIT `quota-exceeded`).
+    TooLarge,
 }
 
 /// Shorthand for registry results.
@@ -72,6 +141,8 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 pub trait Registry: Send + Sync + 'static {
     /// Create a system; `Ok(false)` when it existed already.
     async fn register_system(&self, system: &str, max_connections: Option<usize>) -> Result<bool>;
+    /// Remove a system and everything in it; returns the ids of its clients (to be closed).
+    async fn remove_system(&self, system: &str) -> Result<Vec<String>>;
     /// Whether a system exists.
     async fn system_exists(&self, system: &str) -> bool;
     /// Every system's name.

@@ -1,0 +1,53 @@
+//! What the gateway tells the component that handles client events (the plugin runtime), and
+//! what it answers. The gateway depends on this trait only, never on the plugin runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A plugin's verdict on a new client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectVerdict {
+    /// Let it in.
+    Accept,
+    /// Close it with this code and reason.
+    Reject {
+        /// WebSocket close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+}
+
+/// Resolves when a held client may send again.
+pub type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What became of a client's message.
+pub enum Taken {
+    /// No plugin serves the system: the message is dropped (the gateway counts it).
+    NoPlugin,
+    /// Queued for the plugin.
+    Queued,
+    /// Queued, but the client reached its share of the plugin's queue (or the queue is full):
+    /// read nothing more from it until the future resolves. Nothing is dropped, the sender is
+    /// slowed (`plugin.client_queue_share`).
+    Hold(Room),
+}
+
+/// Where client events go: the plugin runtime implements this.
+pub trait EventSink: Send + Sync + 'static {
+    /// A client connected. `None` when no plugin serves the system (the client is accepted);
+    /// otherwise the verdict arrives on the receiver.
+    fn connect(&self, system: &str, client: &str) -> Option<oneshot::Receiver<ConnectVerdict>>;
+    /// A client sent a message.
+    fn message(&self, system: &str, client: &str, msg: Message) -> Taken;
+    /// A client disconnected (it is already out of the registry).
+    fn close(&self, system: &str, client: &str, code: u16, reason: &str);
+    /// Whether a plugin is configured to serve `system` (such a system cannot be unregistered:
+    /// the plugin would keep routing to it). The default serves nothing.
+    fn serves(&self, _system: &str) -> bool {
+        false
+    }
+}

@@ -1,0 +1,100 @@
+//! Groups, uids and info: registry writes that notify (1001/1002) whoever they concern.
+//!
+//! Names arrive checked ([`GroupName`], [`Uid`]): the API and host calls parse them with the
+//! same rule. Counts and sizes (groups per client and per system, info entries and bytes) are
+//! the registry's to check, since it holds what they count.
+
+use super::{Gateway, GatewayError};
+use crate::domain::names::{GroupName, Uid};
+use crate::registry::{Info, Left, Member};
+use crate::wire::{NOTICE_OFFLINE, NOTICE_ONLINE, notice};
+
+impl Gateway {
+    /// Add a client to a group; the group's other members get the online notice (1001).
+    pub async fn join_group(
+        &self,
+        system: &str,
+        client: &str,
+        group: &GroupName,
+        member: Member,
+    ) -> Result<(), GatewayError> {
+        let joined = self
+            .inner
+            .registry
+            .join_group(system, client, group, member.clone())
+            .await?;
+        if joined.new {
+            self.notify(system, &joined.others, NOTICE_ONLINE, client, &member);
+        }
+        Ok(())
+    }
+
+    /// Remove a client from a group; the remaining members get the offline notice (1002).
+    pub async fn leave_group(
+        &self,
+        system: &str,
+        client: &str,
+        group: &GroupName,
+    ) -> Result<(), GatewayError> {
+        let left = self
+            .inner
+            .registry
+            .leave_group(system, client, group)
+            .await?;
+        self.notify_left(system, client, &left);
+        Ok(())
+    }
+
+    pub(super) fn notify_left(&self, system: &str, client: &str, left: &Left) {
+        self.notify(system, &left.others, NOTICE_OFFLINE, client, &left.member);
+    }
+
+    fn notify(&self, system: &str, to: &[String], code: i64, client: &str, member: &Member) {
+        let enabled = self
+            .config()
+            .systems
+            .get(system)
+            .is_none_or(|s| s.group_notices);
+        if to.is_empty() || !enabled {
+            return;
+        }
+        let id = self.next_message_id();
+        let frame = notice(&id, code, client, &member.user_id, &member.extend);
+        self.deliver_all(system, to, &[], &frame);
+    }
+
+    /// Bind a uid to a client.
+    pub async fn bind_uid(&self, system: &str, client: &str, uid: &Uid) -> Result<(), GatewayError> {
+        Ok(self.inner.registry.bind_uid(system, client, uid).await?)
+    }
+
+    /// Remove a client's uid.
+    pub async fn unbind_uid(&self, system: &str, client: &str) -> Result<(), GatewayError> {
+        self.inner.registry.unbind_uid(system, client).await?;
+        Ok(())
+    }
+
+    /// Replace a client's info.
+    pub async fn set_info(
+        &self,
+        system: &str,
+        client: &str,
+        info: Info,
+    ) -> Result<(), GatewayError> {
+        Ok(self.inner.registry.set_info(system, client, info).await?)
+    }
+
+    /// Merge into a client's info.
+    pub async fn update_info(
+        &self,
+        system: &str,
+        client: &str,
+        info: Info,
+    ) -> Result<(), GatewayError> {
+        Ok(self
+            .inner
+            .registry
+            .update_info(system, client, info)
+            .await?)
+    }
+}

@@ -1,0 +1,313 @@
+//! The [`Gateway`] handle: the one seam through which the HTTP API and plugins act on clients.
+//!
+//! It joins the [`Registry`] (who is where) with the live connections of this node (where bytes
+//! go). Queries that only read the registry go straight to [`Gateway::registry`]; everything that
+//! sends, notifies or closes goes through a method here so that notices, metrics and plugin events
+//! stay consistent whoever triggers them.
+//!
+//! Layout: this file holds the handle and the connection lifecycle; `send.rs` delivery,
+//! `members.rs` groups, uids and info, `systems.rs` registering and unregistering systems.
+
+mod members;
+mod send;
+mod systems;
+
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::debug;
+
+use crate::config::Config;
+use crate::domain::close::{CloseCode, CloseError, CloseReason};
+use crate::domain::names::NameError;
+use crate::ids::IdGen;
+use crate::metrics::{DropLabels, Metrics};
+use crate::outbound::{self, Outbound, OutboundRx};
+use crate::registry::{LocalRegistry, Registry, RegistryError};
+
+pub use crate::events::{ConnectVerdict, EventSink, Room, Taken};
+pub use crate::wire::{Envelope, NOTICE_OFFLINE, NOTICE_ONLINE};
+
+/// Errors of gateway operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The registry refused: unknown system, client or group, or a limit was hit.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A name (system, group, uid) broke the name rule.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A close code or reason asked for from outside that may not be sent.
+    #[error(transparent)]
+    Close(#[from] CloseError),
+    /// A message larger than `max_queue_bytes` (it could never be queued to anyone).
+    #[error(transparent)]
+    Queue(#[from] outbound::QueueError),
+    /// The system is declared in the configuration or served by a plugin: it cannot be
+    /// unregistered through the API.
+    #[error("system {0} is {1}: it cannot be unregistered")]
+    Protected(String, &'static str),
+}
+
+/// A live connection of this node.
+#[derive(Debug)]
+struct Connection {
+    /// The system it belongs to, checked on every operation so tenants never cross.
+    system: Arc<str>,
+    /// Its outbound queue.
+    out: Outbound,
+}
+
+/// Cheap-to-clone handle on the whole gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    registry: Arc<dyn Registry>,
+    connections: DashMap<String, Connection>,
+    ids: IdGen,
+    metrics: Metrics,
+    events: OnceLock<Arc<dyn EventSink>>,
+    /// Parent of every connection's token: cancelling it closes every client (shutdown).
+    root: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them to drain.
+    tasks: TaskTracker,
+}
+
+impl Gateway {
+    /// A gateway with a local registry bounded by `config.limits`, the systems of `config`
+    /// registered.
+    pub async fn new(config: Arc<Config>) -> Self {
+        let registry = Arc::new(LocalRegistry::with_limits(config.limits.clone()));
+        Self::with_registry(config, registry).await
+    }
+
+    /// A gateway over any registry (a cluster passes a shared one).
+    pub async fn with_registry(config: Arc<Config>, registry: Arc<dyn Registry>) -> Self {
+        for (name, system) in &config.systems {
+            if let Err(err) = registry.register_system(name, system.max_connections).await {
+                tracing::error!(system = %name, cause = %err, "configured system not registered");
+            }
+        }
+        let node = config.node_id.unwrap_or_else(rand::random);
+        Self {
+            inner: Arc::new(Inner {
+                ids: IdGen::new(node),
+                config,
+                registry,
+                connections: DashMap::new(),
+                metrics: Metrics::new(),
+                events: OnceLock::new(),
+                root: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The registry, for read-only queries.
+    pub fn registry(&self) -> &dyn Registry {
+        &*self.inner.registry
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A fresh message id.
+    pub fn next_message_id(&self) -> String {
+        self.inner.ids.next_id()
+    }
+
+    /// Route client events to `sink` (the plugin runtime). Set once; later calls are ignored.
+    pub fn set_event_sink(&self, sink: Arc<dyn EventSink>) {
+        let _ = self.inner.events.set(sink);
+    }
+
+    /// The root cancellation token; cancelled when the gateway shuts down.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.root
+    }
+
+    /// The tracker of connection tasks.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    // ---- connection lifecycle ------------------------------------------------------------
+
+    /// Admit a new client: it gets an id, a queue and a place in the registry.
+    pub async fn connect(
+        &self,
+        system: &str,
+        uid: Option<&str>,
+    ) -> Result<(String, OutboundRx), GatewayError> {
+        let id = self.inner.ids.next_id();
+        self.inner.registry.add_client(system, &id, uid).await?;
+        let cfg = self.config();
+        let (out, rx) = outbound::channel(
+            cfg.max_queue_messages,
+            cfg.max_queue_bytes,
+            self.inner.root.child_token(),
+        );
+        self.inner.connections.insert(
+            id.clone(),
+            Connection {
+                system: system.into(),
+                out,
+            },
+        );
+        self.inner
+            .metrics
+            .connections
+            .get_or_create(&Metrics::system(system))
+            .inc();
+        Ok((id, rx))
+    }
+
+    /// Ask the plugin serving `system` whether to keep `client`.
+    pub fn plugin_connect(
+        &self,
+        system: &str,
+        client: &str,
+    ) -> Option<oneshot::Receiver<ConnectVerdict>> {
+        self.inner.events.get()?.connect(system, client)
+    }
+
+    /// The counter of frames received from clients of `system`. A connection looks it up once
+    /// and counts into it, so receiving a frame allocates no metric label.
+    pub fn inbound_counter(&self, system: &str) -> Counter {
+        self.inner
+            .metrics
+            .messages_in
+            .get_or_create(&Metrics::system(system))
+            .clone()
+    }
+
+    /// A client sent a message: hand it to the system's plugin, or drop and count it. The
+    /// caller counts it in [`Gateway::inbound_counter`].
+    ///
+    /// `Some` when the client must not be read until the [`Room`] resolves (it reached its
+    /// share of its plugin's queue).
+    pub fn client_message(&self, system: &str, client: &str, msg: Message) -> Option<Room> {
+        let taken = match self.inner.events.get() {
+            Some(sink) => sink.message(system, client, msg),
+            None => Taken::NoPlugin,
+        };
+        match taken {
+            Taken::Queued => None,
+            Taken::Hold(room) => Some(room),
+            Taken::NoPlugin => {
+                self.inner
+                    .metrics
+                    .messages_dropped
+                    .get_or_create(&DropLabels {
+                        system: system.to_owned(),
+                        reason: "no_plugin".into(),
+                    })
+                    .inc();
+                None
+            }
+        }
+    }
+
+    /// A client's connection ended: drop it from the registry, notify its groups and its plugin.
+    pub async fn disconnect(&self, system: &str, client: &str, code: u16, reason: &str) {
+        self.inner.connections.remove(client);
+        self.inner.shrink_connections();
+        // `get`, not `get_or_create`: the system may have been unregistered (its series
+        // removed) while this client was closing; the series must not come back.
+        if let Some(gauge) = self
+            .inner
+            .metrics
+            .connections
+            .get(&Metrics::system(system))
+        {
+            gauge.dec();
+        }
+        match self.inner.registry.remove_client(system, client).await {
+            Ok(left) => {
+                for l in left {
+                    self.notify_left(system, client, &l);
+                }
+            }
+            Err(RegistryError::UnknownSystem(_)) => {
+                // Its system was unregistered while it closed: a frame or overflow counted in
+                // the meantime may have re-created the system's series; the last client of the
+                // system to leave removes them for good.
+                self.inner.metrics.remove_system(system);
+            }
+            Err(err) => debug!(cause = %err, client, "client already gone from the registry"),
+        }
+        if let Some(sink) = self.inner.events.get() {
+            sink.close(system, client, code, reason);
+        }
+    }
+
+    /// Count one outbound queue overflow (the client is closed as a slow consumer).
+    pub fn count_overflow(&self, system: &str) {
+        self.inner
+            .metrics
+            .queue_overflows
+            .get_or_create(&Metrics::system(system))
+            .inc();
+    }
+
+    /// Close a client of `system` with `code` and `reason` (checked by the caller with
+    /// [`CloseCode::application`] and [`CloseReason::parse`]), after what is already queued to
+    /// it has been sent.
+    pub async fn close_client(
+        &self,
+        system: &str,
+        client: &str,
+        code: CloseCode,
+        reason: &CloseReason,
+    ) -> Result<(), GatewayError> {
+        if !self.inner.registry.client_exists(system, client).await {
+            self.ensure_system(system).await?;
+            return Err(RegistryError::UnknownClient(client.to_owned()).into());
+        }
+        if let Some(conn) = self.inner.connections.get(client) {
+            conn.out.close(code, reason.as_str());
+        }
+        Ok(())
+    }
+
+    /// Close a local connection for a reason of the gateway's own (policy, slow consumer, ...).
+    pub fn close_local(&self, client: &str, code: impl Into<CloseCode>, reason: &str) {
+        if let Some(conn) = self.inner.connections.get(client) {
+            conn.out.close(code, reason);
+        }
+    }
+
+    /// How many connections this node holds.
+    pub fn local_connection_count(&self) -> usize {
+        self.inner.connections.len()
+    }
+}
+
+impl Inner {
+    /// Give memory back after a wave of disconnects: a `DashMap` keeps its capacity, so 100k
+    /// clients that came and went would otherwise pin their table for the process's life.
+    /// Shrinking only when the table is under a quarter full keeps this off the common path.
+    fn shrink_connections(&self) {
+        let len = self.connections.len();
+        if len < 1024 && self.connections.capacity() > 4096 && self.connections.capacity() > 4 * len
+        {
+            self.connections.shrink_to_fit();
+        }
+    }
+}
