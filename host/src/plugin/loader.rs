@@ -92,12 +92,38 @@ impl PluginHost {
             .entry(name.to_owned())
             .or_default()
             .clone();
-        let _turn = turn.lock().await;
+        let guard = turn.lock().await;
+        let outcome = self.sync_turn(name, force).await;
+        drop(guard);
+        // A name that serves nothing (a reload of an unknown plugin, an unloaded one) must not
+        // keep its turn forever: every unknown name an API caller tries would grow the map.
+        if !self.plugins.read().contains_key(name) {
+            self.turns
+                .lock()
+                .retain(|n, t| n != name || Arc::strong_count(t) > 2);
+        }
+        outcome
+    }
+
+    async fn sync_turn(
+        self: &Arc<Self>,
+        name: &str,
+        force: bool,
+    ) -> Result<ReloadOutcome, PluginError> {
         let Some(dir) = &self.dir else {
             return Err(PluginError::NotFound(name.to_owned()));
         };
         let path = dir.join(format!("{name}.wasm"));
-        let bytes = match tokio::fs::read(&path).await {
+        let read = tokio::fs::read(&path).await;
+        if read.is_ok() {
+            self.metrics
+                .file_reads
+                .get_or_create(&PluginLabel {
+                    plugin: name.to_owned(),
+                })
+                .inc();
+        }
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return if self.unload(name).await {
@@ -242,7 +268,7 @@ impl PluginHost {
             gateway: self.gateway.clone(),
             rt: self.rt.clone(),
             limits: self.limits,
-            mailbox: Mailbox::new(self.queue_capacity),
+            mailbox: Mailbox::new(self.queue_bounds),
             kv: Kv::open(self.kv_dir.join(format!("{name}.json"))),
             timers: Timers::default(),
             stats: Default::default(),

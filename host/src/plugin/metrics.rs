@@ -67,6 +67,9 @@ pub(crate) struct PluginMetrics {
     pub call_seconds: Family<PluginLabel, Histogram, fn() -> Histogram>,
     /// Host calls refused because a per-event budget ran out.
     pub budget_exceeded: Family<QuotaLabels, Counter>,
+    /// Reads of plugin files by the loader: flat while the folder does not change (an idle
+    /// gateway reads nothing), so tests and operators can check it without strace.
+    pub file_reads: Family<PluginLabel, Counter>,
 }
 
 impl PluginMetrics {
@@ -78,6 +81,7 @@ impl PluginMetrics {
             reloads: Family::default(),
             call_seconds: Family::new_with_constructor(call_histogram),
             budget_exceeded: Family::default(),
+            file_reads: Family::default(),
         };
         let families = this.clone();
         metrics.register(move |r| {
@@ -101,6 +105,11 @@ impl PluginMetrics {
                 "plugin_budget_exceeded",
                 "Host calls refused by a per-event budget",
                 families.budget_exceeded,
+            );
+            r.register(
+                "plugin_file_reads",
+                "Plugin files read by the loader",
+                families.file_reads,
             );
         });
         this
