@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// Read buffer per connection. tungstenite allocates and zero-fills it up front, so the
@@ -71,6 +73,17 @@ pub fn source_addr(i: usize, spread: bool, count: u8) -> Option<Ipv4Addr> {
         .unwrap_or(0)
         .saturating_add(1);
     Some(Ipv4Addr::new(127, 0, 0, host))
+}
+
+/// One thing read from a connection, close frames included (see [`Conn::receive`]).
+#[derive(Debug)]
+pub enum Received {
+    /// A text frame (or a binary one, as lossy text).
+    Text(Utf8Bytes),
+    /// The peer's close frame, with its code (`None`: a close frame without a status).
+    Close(Option<u16>),
+    /// The connection ended without a close frame (EOF or reset).
+    Eof,
 }
 
 /// An open connection that has received its welcome.
@@ -175,6 +188,60 @@ impl Conn {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
         }
+    }
+}
+
+impl Conn {
+    /// Next text frame or close, telling a close frame (and its code) from a bare end of the
+    /// stream: the soak checks the code every departure ends with. Pings are answered by
+    /// tungstenite on the way; Engine.IO pings are not (gateway protocol only).
+    pub async fn receive(&mut self) -> Result<Received> {
+        loop {
+            match self.ws.next().await {
+                None => return Ok(Received::Eof),
+                Some(Err(e)) => {
+                    use tokio_tungstenite::tungstenite::Error as E;
+                    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+                    return match e {
+                        E::ConnectionClosed
+                        | E::AlreadyClosed
+                        | E::Io(_)
+                        | E::Protocol(P::ResetWithoutClosingHandshake) => Ok(Received::Eof),
+                        other => Err(anyhow::Error::new(other).context("receive")),
+                    };
+                }
+                Some(Ok(Message::Text(t))) => return Ok(Received::Text(t)),
+                Some(Ok(Message::Binary(b))) => {
+                    return Ok(Received::Text(Utf8Bytes::from(
+                        String::from_utf8_lossy(&b).into_owned(),
+                    )));
+                }
+                Some(Ok(Message::Close(f))) => {
+                    return Ok(Received::Close(f.map(|f| u16::from(f.code))));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            }
+        }
+    }
+
+    /// Sends a close frame with `code` and `reason` (the peer's answer is read with
+    /// [`Conn::receive`]).
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<()> {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        self.ws.close(Some(frame)).await.context("send close")
+    }
+
+    /// Leaves without a close frame: with `reset`, by a TCP reset (`SO_LINGER` 0, what a
+    /// killed process or a lost phone looks like), else by a plain FIN.
+    pub fn abandon(self, reset: bool) -> Result<()> {
+        if reset {
+            self.ws.get_ref().set_zero_linger().context("SO_LINGER 0")?;
+        }
+        drop(self);
+        Ok(())
     }
 }
 

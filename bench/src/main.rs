@@ -55,6 +55,9 @@ struct Cli {
     /// Python echo plugin component (bench/plugins/py-echo) for the plugin echo scenario.
     #[arg(long, global = true, env = "WASMGATE_PY_ECHO_WASM")]
     py_echo_wasm: Option<PathBuf>,
+    /// Chat plugin component (plugins/chat) for the soak.
+    #[arg(long, global = true, env = "WASMGATE_CHAT_WASM")]
+    chat_wasm: Option<PathBuf>,
     /// Node executable for the peers.
     #[arg(long, global = true, default_value = "node")]
     node: PathBuf,
@@ -89,6 +92,21 @@ struct Cli {
     /// Override the number of plugin swaps in the hot-reload scenario.
     #[arg(long, global = true)]
     reload_swaps: Option<usize>,
+    /// Length of the soak's steady load, in seconds [full: 600, smoke: 15].
+    #[arg(long, global = true)]
+    soak_duration: Option<u64>,
+    /// Long-lived clients of the soak [full: 200, smoke: 20].
+    #[arg(long, global = true)]
+    soak_pool: Option<usize>,
+    /// Short-lived clients the soak connects per second [full: 40, smoke: 10].
+    #[arg(long, global = true)]
+    soak_churn: Option<u32>,
+    /// API pushes per second during the soak [full: 20, smoke: 10].
+    #[arg(long, global = true)]
+    soak_pushes: Option<u32>,
+    /// Apply the soak's RSS criterion (end ≤ 1.10 × warm-up) even in a smoke run.
+    #[arg(long, global = true)]
+    soak_check_rss: bool,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -103,7 +121,10 @@ enum Command {
     Storm,
     /// Plugin replaced under load (wasmgate only).
     Reload,
-    /// Every scenario.
+    /// Minutes of connect/disconnect churn, chat and pushes: memory and errors (wasmgate
+    /// only; not part of `all`).
+    Soak,
+    /// Every scenario but the soak.
     All,
 }
 
@@ -115,6 +136,7 @@ impl Command {
             Command::Echo => vec![Scenario::EchoNative, Scenario::EchoApp],
             Command::Storm => vec![Scenario::Storm],
             Command::Reload => vec![Scenario::Reload],
+            Command::Soak => vec![Scenario::Soak],
             Command::All => vec![
                 Scenario::Idle,
                 Scenario::Fanout,
@@ -141,6 +163,11 @@ fn params(cli: &Cli) -> Params {
     p.echo_clients = cli.echo_clients.unwrap_or(p.echo_clients);
     p.storm_conns = cli.storm_conns.unwrap_or(p.storm_conns);
     p.reload_swaps = cli.reload_swaps.unwrap_or(p.reload_swaps);
+    p.soak_secs = cli.soak_duration.unwrap_or(p.soak_secs);
+    p.soak_pool = cli.soak_pool.unwrap_or(p.soak_pool);
+    p.soak_churn_per_sec = cli.soak_churn.unwrap_or(p.soak_churn_per_sec);
+    p.soak_pushes_per_sec = cli.soak_pushes.unwrap_or(p.soak_pushes_per_sec);
+    p.soak_check_rss |= cli.soak_check_rss;
     p
 }
 
@@ -154,7 +181,7 @@ fn launcher(cli: &Cli, cache_dir: &std::path::Path) -> Launcher {
         p.clone().filter(|p| {
             let found = p.is_file();
             if !found {
-                tracing::warn!(path = %p.display(), "echo plugin not found; its rows will be skipped");
+                tracing::warn!(path = %p.display(), "plugin not found; its rows will be skipped");
             }
             found
         })
@@ -164,6 +191,7 @@ fn launcher(cli: &Cli, cache_dir: &std::path::Path) -> Launcher {
         echo_wasm: existing(&cli.echo_wasm),
         js_echo_wasm: existing(&cli.js_echo_wasm),
         py_echo_wasm: existing(&cli.py_echo_wasm),
+        chat_wasm: existing(&cli.chat_wasm),
         node: cli.node.clone(),
         peers_dir: cli.peers_dir.clone(),
         server_cpu: cli.server_cpu.clone(),
@@ -228,6 +256,8 @@ fn main() -> Result<()> {
             || f(s.echo_app_python.as_ref().map(Outcome::is_failed))
             || f(s.storm.as_ref().map(Outcome::is_failed))
             || f(s.reload.as_ref().map(Outcome::is_failed))
+            || f(s.soak.as_ref().map(Outcome::is_failed))
+            || matches!(&s.soak, Some(Outcome::Ok(r)) if !r.failures.is_empty())
     });
     if failed {
         anyhow::bail!("some scenarios failed (see the notes of the report)");

@@ -49,8 +49,31 @@ pub struct Params {
     pub spread_above: usize,
     /// Number of loopback source addresses (127.0.0.1..=127.0.0.N).
     pub source_addrs: u8,
-    /// Bound on one scenario against one server, setup included.
+    /// Bound on one scenario against one server, setup included (the soak adds its duration).
     pub scenario_timeout_secs: u64,
+    /// Length of the soak's steady load, seconds.
+    pub soak_secs: u64,
+    /// Long-lived clients of the soak, connected for the whole run.
+    pub soak_pool: usize,
+    /// Short-lived clients the soak connects per second (each joins, talks, leaves).
+    pub soak_churn_per_sec: u32,
+    /// How long one short-lived client stays, milliseconds.
+    pub soak_churn_life_ms: u64,
+    /// Time between two chat messages (`say`) of one client, milliseconds.
+    pub soak_say_interval_ms: u64,
+    /// API pushes (`send_to_group` to a room or an API group, `send_to_system`) per second.
+    pub soak_pushes_per_sec: u32,
+    /// Chat rooms (plugin groups), and as many groups joined through `bind_to_group`.
+    pub soak_rooms: usize,
+    /// Time between two RSS samples, milliseconds.
+    pub soak_sample_ms: u64,
+    /// Share of the run that is warm-up: the RSS sample at its end is the reference.
+    pub soak_warmup_fraction: f64,
+    /// Largest allowed end RSS ÷ warm-up RSS.
+    pub soak_rss_limit: f64,
+    /// Whether the RSS criterion decides the outcome. Off in smoke runs: 15 s are too short for
+    /// the allocator to reach a steady state, so there the soak checks errors only.
+    pub soak_check_rss: bool,
 }
 
 impl Params {
@@ -78,6 +101,17 @@ impl Params {
             spread_above: 15_000,
             source_addrs: 50,
             scenario_timeout_secs: 240,
+            soak_secs: 600,
+            soak_pool: 200,
+            soak_churn_per_sec: 40,
+            soak_churn_life_ms: 2_000,
+            soak_say_interval_ms: 1_000,
+            soak_pushes_per_sec: 20,
+            soak_rooms: 10,
+            soak_sample_ms: 5_000,
+            soak_warmup_fraction: 0.1,
+            soak_rss_limit: 1.10,
+            soak_check_rss: true,
         }
     }
 
@@ -100,6 +134,15 @@ impl Params {
             reload_baseline_ms: 400,
             // A bound, not a target: a debug gateway compiles a plugin in seconds.
             scenario_timeout_secs: 120,
+            soak_secs: 15,
+            soak_pool: 20,
+            soak_churn_per_sec: 10,
+            soak_churn_life_ms: 1_000,
+            soak_say_interval_ms: 500,
+            soak_pushes_per_sec: 10,
+            soak_rooms: 4,
+            soak_sample_ms: 1_000,
+            soak_check_rss: false,
             ..Params::full()
         }
     }

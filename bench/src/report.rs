@@ -11,6 +11,7 @@ use crate::params::Params;
 use crate::scenario::echo::EchoResult;
 use crate::scenario::fanout::Via;
 use crate::scenario::reload::ReloadResult;
+use crate::scenario::soak::SoakResult;
 use crate::scenario::{Outcome, ServerReport};
 use crate::server::{PluginLang, ServerKind};
 
@@ -347,7 +348,58 @@ fn rows(r: &Report) -> Vec<Row> {
     t.add(&g, "max during swaps (ms)", Lower, false, pick, |v| {
         v.during_swaps.as_ref().map(|d| d.max_ms)
     });
+    soak_rows(&mut t, p);
     t.rows
+}
+
+fn soak_rows(t: &mut Rows<'_>, p: &Params) {
+    use Better::{Higher, Lower};
+    let g = format!(
+        "soak, {} s: {} long-lived + {}/s churn clients, {} pushes/s",
+        p.soak_secs, p.soak_pool, p.soak_churn_per_sec, p.soak_pushes_per_sec
+    );
+    fn pick(s: &ServerReport) -> Option<&Outcome<SoakResult>> {
+        s.soak.as_ref()
+    }
+    let mb = |kib: u64| Some(kib as f64 * 1.024 / 1000.0);
+    t.add(&g, "RSS at start (MB)", Lower, false, pick, move |v| {
+        mb(v.rss_start_kib)
+    });
+    t.add(&g, "RSS after warm-up (MB)", Lower, false, pick, move |v| {
+        mb(v.rss_warmup_kib)
+    });
+    t.add(&g, "RSS at end (MB)", Lower, false, pick, move |v| {
+        mb(v.rss_end_kib)
+    });
+    t.add(&g, "RSS end ÷ warm-up", Lower, false, pick, |v| {
+        Some(v.rss_ratio)
+    });
+    t.add(&g, "max RSS (MB)", Lower, false, pick, move |v| {
+        mb(v.rss_max_kib)
+    });
+    t.add(
+        &g,
+        "RSS after all left (MB)",
+        Lower,
+        false,
+        pick,
+        move |v| mb(v.rss_after_kib),
+    );
+    t.add(&g, "connects/s", Higher, false, pick, |v| {
+        Some(v.connects_per_sec)
+    });
+    t.add(&g, "client events/s", Higher, false, pick, |v| {
+        Some(v.events_per_sec)
+    });
+    t.add(&g, "frames received/s", Higher, false, pick, |v| {
+        Some(v.frames_received_per_sec)
+    });
+    t.add(&g, "server CPU busy (%)", Lower, false, pick, |v| {
+        Some(100.0 * v.cpu.server_secs / v.cpu.wall_secs.max(1e-9))
+    });
+    t.add(&g, "errors", Lower, true, pick, |v| {
+        Some(v.errors.total as f64)
+    });
 }
 
 fn notes(r: &Report) -> Vec<String> {
@@ -373,6 +425,18 @@ fn notes(r: &Report) -> Vec<String> {
         note("echo application, Python plugin", why(&s.echo_app_python));
         note("connect storm", why(&s.storm));
         note("hot reload", why(&s.reload));
+        note("soak", why(&s.soak));
+        if let Some(Outcome::Ok(r)) = &s.soak {
+            for f in &r.failures {
+                out.push(format!("{} / soak: FAILED: {f}", s.server.label()));
+            }
+            if !r.rss_checked {
+                out.push(format!(
+                    "{} / soak: RSS criterion not applied (smoke run: too short for a steady state)",
+                    s.server.label()
+                ));
+            }
+        }
     }
     out
 }

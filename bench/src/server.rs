@@ -80,6 +80,19 @@ pub const ECHO_PLUGIN_FILE: &str = "echo.wasm";
 /// The echo plugin's name: its file name without `.wasm`.
 pub const ECHO_PLUGIN_NAME: &str = "echo";
 
+/// The chat plugin's name (`plugins/chat`, installed as `chat.wasm`): the system it serves.
+pub const CHAT_PLUGIN_NAME: &str = "chat";
+
+/// A plugin to install in a gateway: `<name>.wasm` in its plugins folder, serving the system
+/// `<name>` (a plugin serves the system named like its file).
+#[derive(Clone, Copy, Debug)]
+pub struct PluginInstall<'a> {
+    /// The component.
+    pub wasm: &'a Path,
+    /// Its file name without `.wasm`, and the system it serves.
+    pub name: &'a str,
+}
+
 /// How to start each server.
 #[derive(Clone, Debug)]
 pub struct Launcher {
@@ -91,6 +104,8 @@ pub struct Launcher {
     pub js_echo_wasm: Option<PathBuf>,
     /// The Python echo plugin component, when available.
     pub py_echo_wasm: Option<PathBuf>,
+    /// The chat plugin (`plugins/chat`), for the soak, when available.
+    pub chat_wasm: Option<PathBuf>,
     /// `node` executable.
     pub node: PathBuf,
     /// Directory holding the peers and their `node_modules`.
@@ -112,6 +127,8 @@ pub struct Server {
     pub pid: u32,
     /// The gateway's plugins directory (empty directory for the peers).
     pub plugins_dir: PathBuf,
+    /// The name of the plugin it was started with, if any.
+    plugin: Option<String>,
     child: Child,
     log_path: PathBuf,
     /// Owns the scratch directory (config, plugins, log) for the server's lifetime.
@@ -133,10 +150,13 @@ impl Launcher {
         }
     }
 
-    /// Starts `kind` on a free port and waits until it accepts connections. With
-    /// `echo_plugin`, the gateway gets that component as its echo plugin and this returns
-    /// once the plugin serves.
-    pub async fn start(&self, kind: ServerKind, echo_plugin: Option<&Path>) -> Result<Server> {
+    /// Starts `kind` on a free port and waits until it accepts connections. With `plugin`,
+    /// the gateway gets that component (the peers ignore it) and this returns once it serves.
+    pub async fn start_with(
+        &self,
+        kind: ServerKind,
+        plugin: Option<PluginInstall<'_>>,
+    ) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("wasmgate-bench-")
             .tempdir()
@@ -150,14 +170,14 @@ impl Launcher {
                     .wasmgate_bin
                     .clone()
                     .context("wasmgate binary not found (build it or set WASMGATE_BIN)")?;
-                if let Some(wasm) = echo_plugin {
-                    std::fs::copy(wasm, plugins_dir.join(ECHO_PLUGIN_FILE))
-                        .with_context(|| format!("copy {}", wasm.display()))?;
+                if let Some(p) = plugin {
+                    std::fs::copy(p.wasm, plugins_dir.join(format!("{}.wasm", p.name)))
+                        .with_context(|| format!("copy {}", p.wasm.display()))?;
                 }
                 let config = dir.path().join("wasmgate.toml");
                 std::fs::write(
                     &config,
-                    wasmgate_config(echo_plugin.is_some(), self.cache_dir.as_deref()),
+                    wasmgate_config(plugin.map(|p| p.name), self.cache_dir.as_deref()),
                 )
                 .context("write config")?;
                 let args = vec![
@@ -207,6 +227,7 @@ impl Launcher {
             .env_remove("WASMGATE_ECHO_WASM")
             .env_remove("WASMGATE_JS_ECHO_WASM")
             .env_remove("WASMGATE_PY_ECHO_WASM")
+            .env_remove("WASMGATE_CHAT_WASM")
             .env("NO_COLOR", "1")
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -222,21 +243,24 @@ impl Launcher {
             port,
             pid,
             plugins_dir,
+            plugin: plugin
+                .filter(|_| kind == ServerKind::Wasmgate)
+                .map(|p| p.name.to_owned()),
             child,
             log_path,
             _dir: dir,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
-        if kind == ServerKind::Wasmgate && echo_plugin.is_some() {
+        if server.plugin.is_some() {
             server.wait_plugin_live(PLUGIN_LOAD_LIMIT).await?;
         }
         Ok(server)
     }
 }
 
-/// The gateway config: the `bench` system, plus the `echo` system that the plugin file
-/// `echo.wasm` serves (a plugin serves the system named like its file).
-fn wasmgate_config(echo_plugin: bool, cache_dir: Option<&Path>) -> String {
+/// The gateway config: the `bench` system, plus the system the plugin file `<plugin>.wasm`
+/// serves (a plugin serves the system named like its file).
+fn wasmgate_config(plugin: Option<&str>, cache_dir: Option<&Path>) -> String {
     let mut s = String::new();
     if let Some(dir) = cache_dir {
         // TOML basic string: escape what a path may hold.
@@ -248,8 +272,8 @@ fn wasmgate_config(echo_plugin: bool, cache_dir: Option<&Path>) -> String {
         s.push_str(&format!("cache_dir = \"{dir}\"\n\n"));
     }
     s.push_str(&format!("[systems.{BENCH_SYSTEM}]\n"));
-    if echo_plugin {
-        s.push_str(&format!("\n[systems.{ECHO_SYSTEM}]\n"));
+    if let Some(name) = plugin {
+        s.push_str(&format!("\n[systems.{name}]\n"));
     }
     s
 }
@@ -298,22 +322,24 @@ impl Server {
         }
     }
 
-    /// Waits until `GET /api/plugins` shows the echo plugin serving a version: until then the
+    /// Waits until `GET /api/plugins` shows the plugin serving a version: until then the
     /// gateway drops the frames meant for it, which would count as lost. The gateway accepts
     /// TCP connections (the kernel's backlog) but answers only once its initial plugin load is
     /// done, so an unanswered call is retried until `limit`.
     async fn wait_plugin_live(&mut self, limit: Duration) -> Result<()> {
         let start = Instant::now();
         let mut api = Api::with_timeout(self.addr(), Duration::from_secs(5));
+        let name = self.plugin.clone().unwrap_or_default();
         loop {
             self.check_alive()?;
-            let last = match echo_plugin_state(&mut api).await {
+            let last = match plugin_state(&mut api, &name).await {
                 Ok(state) => {
                     if state.version.is_some() {
                         tracing::info!(
                             server = self.kind.label(),
                             after_ms = start.elapsed().as_millis(),
-                            "echo plugin serving"
+                            plugin = name.as_str(),
+                            "plugin serving"
                         );
                         return Ok(());
                     }
@@ -326,7 +352,7 @@ impl Server {
                 }
             };
             if start.elapsed() > limit {
-                bail!("the echo plugin is not serving after {limit:?}: {last}");
+                bail!("the plugin {name} is not serving after {limit:?}: {last}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -383,7 +409,7 @@ impl Server {
     }
 }
 
-/// What wasmgate's `GET /api/plugins` says of the echo plugin.
+/// What wasmgate's `GET /api/plugins` says of one plugin.
 #[derive(Debug)]
 pub struct EchoPluginState {
     /// Successful loads so far.
@@ -396,11 +422,16 @@ pub struct EchoPluginState {
 
 /// The echo plugin's entry of `GET /api/plugins`; an error when it is not listed.
 pub async fn echo_plugin_state(api: &mut Api) -> Result<EchoPluginState> {
+    plugin_state(api, ECHO_PLUGIN_NAME).await
+}
+
+/// The entry of plugin `name` in `GET /api/plugins`; an error when it is not listed.
+pub async fn plugin_state(api: &mut Api, name: &str) -> Result<EchoPluginState> {
     let data = api.get("/api/plugins").await?;
     let entry = data["list"]
         .as_array()
-        .and_then(|l| l.iter().find(|p| p["name"] == ECHO_PLUGIN_NAME))
-        .with_context(|| format!("plugin {ECHO_PLUGIN_NAME} not listed: {data}"))?;
+        .and_then(|l| l.iter().find(|p| p["name"] == name))
+        .with_context(|| format!("plugin {name} not listed: {data}"))?;
     Ok(EchoPluginState {
         reloads: entry["reloads"].as_u64().unwrap_or(0),
         version: entry["version"].as_str().map(str::to_owned),
@@ -429,8 +460,8 @@ mod tests {
 
     #[test]
     fn gateway_config_names_the_systems_and_the_shared_cache() {
-        assert_eq!(wasmgate_config(false, None), "[systems.bench]\n");
-        let c = wasmgate_config(true, Some(Path::new("/tmp/a \"b\"")));
+        assert_eq!(wasmgate_config(None, None), "[systems.bench]\n");
+        let c = wasmgate_config(Some(ECHO_SYSTEM), Some(Path::new("/tmp/a \"b\"")));
         assert_eq!(
             c,
             "cache_dir = \"/tmp/a \\\"b\\\"\"\n\n[systems.bench]\n\n[systems.echo]\n"

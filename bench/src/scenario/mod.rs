@@ -4,6 +4,7 @@ pub mod echo;
 pub mod fanout;
 pub mod idle;
 pub mod reload;
+pub mod soak;
 pub mod storm;
 
 use std::time::Duration;
@@ -12,7 +13,10 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::params::Params;
-use crate::server::{BENCH_SYSTEM, ECHO_SYSTEM, Launcher, PluginLang, Server, ServerKind};
+use crate::server::{
+    BENCH_SYSTEM, CHAT_PLUGIN_NAME, ECHO_SYSTEM, Launcher, PluginInstall, PluginLang, Server,
+    ServerKind,
+};
 
 /// What became of one scenario against one server.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +53,8 @@ pub enum Scenario {
     Storm,
     /// Plugin replaced under load (wasmgate only).
     Reload,
+    /// Minutes of churn, chat and pushes, watching memory and errors (wasmgate only).
+    Soak,
 }
 
 /// Everything measured against one server.
@@ -80,6 +86,9 @@ pub struct ServerReport {
     /// Scenario 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<Outcome<reload::ReloadResult>>,
+    /// Scenario 6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<Outcome<soak::SoakResult>>,
 }
 
 impl ServerReport {
@@ -110,7 +119,22 @@ async fn guarded<T>(
     limit: Duration,
     f: impl AsyncFnOnce(&mut Server) -> Result<T>,
 ) -> Outcome<T> {
-    let mut server = match l.start(kind, echo_plugin).await {
+    let plugin = echo_plugin.map(|wasm| PluginInstall {
+        wasm,
+        name: crate::server::ECHO_PLUGIN_NAME,
+    });
+    guarded_with(l, kind, plugin, limit, f).await
+}
+
+/// [`guarded`] with any plugin installed.
+async fn guarded_with<T>(
+    l: &Launcher,
+    kind: ServerKind,
+    plugin: Option<PluginInstall<'_>>,
+    limit: Duration,
+    f: impl AsyncFnOnce(&mut Server) -> Result<T>,
+) -> Outcome<T> {
+    let mut server = match l.start_with(kind, plugin).await {
         Ok(s) => s,
         Err(e) => return Outcome::Failed(format!("start: {e:#}")),
     };
@@ -160,6 +184,7 @@ pub async fn run_all(
             echo_app_python: None,
             storm: None,
             reload: None,
+            soak: None,
         })
         .collect();
     let limit = Duration::from_secs(p.scenario_timeout_secs);
@@ -233,6 +258,28 @@ pub async fn run_all(
                                 reload::run(s, p, wasm).await
                             })
                             .await
+                        }
+                    });
+                }
+                Scenario::Soak => {
+                    rep.soak = Some(match (&l.chat_wasm, k) {
+                        (_, ServerKind::Ws | ServerKind::Socketio) => Outcome::Skipped(
+                            "the soak runs wasmgate's chat plugin: a wasmgate scenario".into(),
+                        ),
+                        (None, _) => Outcome::Skipped(
+                            "chat plugin .wasm not found (build plugins/chat for wasm32-wasip2 \
+                             or set WASMGATE_CHAT_WASM)"
+                                .into(),
+                        ),
+                        (Some(wasm), _) => {
+                            let plugin = PluginInstall {
+                                wasm,
+                                name: CHAT_PLUGIN_NAME,
+                            };
+                            // The whole run plus the usual bound for setup and teardown.
+                            let limit = limit + Duration::from_secs(p.soak_secs);
+                            guarded_with(l, k, Some(plugin), limit, async |s| soak::run(s, p).await)
+                                .await
                         }
                     });
                 }
