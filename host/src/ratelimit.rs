@@ -23,11 +23,11 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::config::LimitsConfig;
+use crate::domain::close::CloseCode;
 use crate::gateway::{Gateway, Room};
 
 /// The close reason of a client that kept exceeding its rate limits (code 1008).
@@ -143,7 +143,7 @@ impl Throttle {
             if until > give_up {
                 debug!(client, held_for = ?now.duration_since(began), "closing a client that keeps exceeding its rate limits");
                 self.run = None;
-                gw.close_local(client, CloseCode::Policy, RATE_LIMIT_EXCEEDED);
+                gw.close_local(client, CloseCode::POLICY, RATE_LIMIT_EXCEEDED);
                 return;
             }
             self.run = Some((began, Instant::now()));
