@@ -42,14 +42,12 @@ pub fn welcome(client: &str) -> Message {
 
 /// A group notice (`code` is [`NOTICE_ONLINE`] or [`NOTICE_OFFLINE`]) about `client`, with what
 /// it declared when it joined: `data {clientId,userId,extend}`.
-pub fn notice(
-    message_id: &str,
-    code: i64,
-    client: &str,
-    user_id: &str,
-    extend: &str,
-) -> Message {
-    let msg = if code == NOTICE_ONLINE { "online" } else { "offline" };
+pub fn notice(message_id: &str, code: i64, client: &str, user_id: &str, extend: &str) -> Message {
+    let msg = if code == NOTICE_ONLINE {
+        "online"
+    } else {
+        "offline"
+    };
     let data = serde_json::json!({ "clientId": client, "userId": user_id, "extend": extend });
     Envelope {
         message_id,

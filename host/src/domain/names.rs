@@ -135,10 +135,7 @@ mod tests {
     fn one_rule_for_every_name() {
         let l = limits(4);
         assert_eq!(GroupName::parse("abcd", &l).map(|g| g.len()), Ok(4));
-        assert_eq!(
-            Uid::parse("", &l),
-            Err(NameError::Empty { field: "uid" })
-        );
+        assert_eq!(Uid::parse("", &l), Err(NameError::Empty { field: "uid" }));
         let err = SystemId::parse("abcde", &l).expect_err("too long");
         assert_eq!(
             err.to_string(),

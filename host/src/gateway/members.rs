@@ -64,7 +64,12 @@ impl Gateway {
     }
 
     /// Bind a uid to a client.
-    pub async fn bind_uid(&self, system: &str, client: &str, uid: &Uid) -> Result<(), GatewayError> {
+    pub async fn bind_uid(
+        &self,
+        system: &str,
+        client: &str,
+        uid: &Uid,
+    ) -> Result<(), GatewayError> {
         Ok(self.inner.registry.bind_uid(system, client, uid).await?)
     }
 

@@ -202,6 +202,7 @@ impl Gateway {
     ///
     /// `Some` when the client must not be read until the [`Room`] resolves (it reached its
     /// share of its plugin's queue).
+    #[must_use = "a held client must not be read until its room resolves"]
     pub fn client_message(&self, system: &str, client: &str, msg: Message) -> Option<Room> {
         let taken = match self.inner.events.get() {
             Some(sink) => sink.message(system, client, msg),
@@ -230,12 +231,7 @@ impl Gateway {
         self.inner.shrink_connections();
         // `get`, not `get_or_create`: the system may have been unregistered (its series
         // removed) while this client was closing; the series must not come back.
-        if let Some(gauge) = self
-            .inner
-            .metrics
-            .connections
-            .get(&Metrics::system(system))
-        {
+        if let Some(gauge) = self.inner.metrics.connections.get(&Metrics::system(system)) {
             gauge.dec();
         }
         match self.inner.registry.remove_client(system, client).await {

@@ -30,7 +30,10 @@ impl Gateway {
     /// Refuse a message no queue could take, once per send (the size is the same for every
     /// recipient).
     fn check_size(&self, msg: &Message) -> Result<(), GatewayError> {
-        Ok(outbound::check_size(msg.len(), self.config().max_queue_bytes)?)
+        Ok(outbound::check_size(
+            msg.len(),
+            self.config().max_queue_bytes,
+        )?)
     }
 
     fn count_out(&self, system: &str, n: usize) {

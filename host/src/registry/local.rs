@@ -426,29 +426,44 @@ mod tests {
         r.add_client("s", "a", None).await.expect("add");
         r.add_client("s", "b", None).await.expect("add");
         for g in ["g1", "g2"] {
-            r.join_group("s", "a", g, Member::default()).await.expect("join");
+            r.join_group("s", "a", g, Member::default())
+                .await
+                .expect("join");
         }
-        r.join_group("s", "a", "g1", Member::default()).await.expect("rejoin");
+        r.join_group("s", "a", "g1", Member::default())
+            .await
+            .expect("rejoin");
         assert!(matches!(
             r.join_group("s", "a", "g3", Member::default()).await,
             Err(RegistryError::TooManyGroupsForClient { max: 2, .. })
         ));
-        r.join_group("s", "b", "g3", Member::default()).await.expect("third group");
+        r.join_group("s", "b", "g3", Member::default())
+            .await
+            .expect("third group");
         assert!(matches!(
             r.join_group("s", "b", "g4", Member::default()).await,
             Err(RegistryError::TooManyGroups { max: 3, .. })
         ));
         // An existing group is not a new one.
-        r.join_group("s", "b", "g1", Member::default()).await.expect("join existing");
+        r.join_group("s", "b", "g1", Member::default())
+            .await
+            .expect("join existing");
         let info = |pairs: &[(&str, &str)]| -> Info {
-            pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
         };
-        r.set_info("s", "a", info(&[("k", "v"), ("l", "w")])).await.expect("set");
+        r.set_info("s", "a", info(&[("k", "v"), ("l", "w")]))
+            .await
+            .expect("set");
         assert!(matches!(
             r.update_info("s", "a", info(&[("m", "x")])).await,
             Err(RegistryError::InfoTooManyEntries { len: 3, max: 2 })
         ));
-        r.update_info("s", "a", info(&[("k", "vvvvv")])).await.expect("replace");
+        r.update_info("s", "a", info(&[("k", "vvvvv")]))
+            .await
+            .expect("replace");
         assert!(matches!(
             r.set_info("s", "a", info(&[("k", "0123456789")])).await,
             Err(RegistryError::InfoTooLarge { len: 11, max: 10 })
@@ -461,10 +476,14 @@ mod tests {
         let r = small();
         r.register_system("s", None).await.expect("register");
         for i in 0..1000 {
-            r.add_client("s", &format!("c{i}"), None).await.expect("add");
+            r.add_client("s", &format!("c{i}"), None)
+                .await
+                .expect("add");
         }
         for i in 0..999 {
-            r.remove_client("s", &format!("c{i}")).await.expect("remove");
+            r.remove_client("s", &format!("c{i}"))
+                .await
+                .expect("remove");
         }
         let cap = r.system("s").expect("s").lock().clients.capacity();
         assert!(cap < 256, "client table kept capacity {cap}");
