@@ -17,8 +17,8 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
@@ -26,8 +26,9 @@ use tracing::{debug, warn};
 
 use crate::api::ApiError;
 use crate::auth::verify_client_token;
+use crate::domain::close::{CloseCause, CloseCode};
 use crate::gateway::{ConnectVerdict, Gateway};
-use crate::metrics::Metrics;
+use crate::metrics::{DisconnectLabels, Metrics};
 use crate::outbound::OutboundRx;
 use crate::ratelimit::Throttle;
 
@@ -40,6 +41,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many queued messages are written before one flush.
 const WRITE_BATCH: usize = 64;
+
+/// How long a closing connection keeps reading (and discarding) what the peer still sends, so
+/// that unread input does not turn our close frame into a reset (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(1);
 
 /// Query parameters of the WebSocket endpoint.
 #[derive(Debug, Deserialize)]
@@ -104,15 +109,23 @@ pub async fn upgrade(
                 )
                 .await;
                 // Borrowed, not moved: an async fn keeps a moved argument twice in its state.
-                let (code, reason) = serve(&gw, &system, &client, &mut ws, rx).await;
+                let end = serve(&gw, &system, &client, &mut ws, rx).await;
                 // The socket closes before the registry and the plugin hear of it.
                 drop(ws);
-                gw.disconnect(&system, &client, code, &reason).await;
+                count_disconnect(&gw, end.kind);
+                gw.disconnect(&system, &client, end.code.get(), &end.reason)
+                    .await;
             }
             Err(err) => {
                 debug!(cause = %err, client = %client, "upgrade failed");
-                gw.disconnect(&system, &client, 1006, "upgrade failed")
-                    .await;
+                count_disconnect(&gw, EndKind::Abnormal);
+                gw.disconnect(
+                    &system,
+                    &client,
+                    CloseCode::ABNORMAL.get(),
+                    "upgrade failed",
+                )
+                .await;
             }
         }
     }));
@@ -124,6 +137,15 @@ pub async fn upgrade(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     res
+}
+
+fn count_disconnect(gw: &Gateway, kind: EndKind) {
+    gw.metrics()
+        .disconnects
+        .get_or_create(&DisconnectLabels {
+            reason: kind.label(),
+        })
+        .inc();
 }
 
 fn ws_config(config: &crate::Config) -> WebSocketConfig {
@@ -215,14 +237,87 @@ async fn admit(
     Ok(Admitted { name: system, uid })
 }
 
-/// Serve one client until it or the gateway closes; returns the close code and reason.
+/// Why a connection ended, as counted in `wasmgate_disconnects_total{reason}`. A fixed set, so
+/// the series stay few whatever clients send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The connection ended without a close frame (TCP reset, EOF, a failed write): 1006, the
+    /// way phones and killed tabs leave. Not an error of the gateway's: logged at debug.
+    Abnormal,
+    /// The client stopped reading: a write made no progress for `idle_timeout` (1006).
+    WriteTimeout,
+    /// The client broke the framing rules (1002).
+    ProtocolError,
+    /// The client sent a message over `max_message_size` (1009).
+    TooBig,
+    /// The client sent a text message that is not UTF-8 (1007).
+    InvalidUtf8,
+    /// The client sent nothing for `idle_timeout` (1001).
+    IdleTimeout,
+    /// The client's outbound queue overflowed (1008).
+    SlowConsumer,
+    /// An API caller, a plugin or the gateway asked to close it (`close_client`, its system was
+    /// unregistered).
+    Requested,
+    /// The plugin rejected it in `on-connect`.
+    Rejected,
+    /// The gateway shut down (1001).
+    Shutdown,
+}
+
+impl EndKind {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::Abnormal => "abnormal",
+            Self::WriteTimeout => "write_timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::TooBig => "too_big",
+            Self::InvalidUtf8 => "invalid_utf8",
+            Self::IdleTimeout => "idle_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Requested => "requested",
+            Self::Rejected => "rejected",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// How a connection ended: the code and reason the registry, the log and the plugin's
+/// `on-close` get, and what it is counted as.
+#[derive(Debug)]
+struct Ended {
+    code: CloseCode,
+    reason: String,
+    kind: EndKind,
+}
+
+impl Ended {
+    fn new(code: CloseCode, reason: impl Into<String>, kind: EndKind) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            kind,
+        }
+    }
+
+    /// Ended without a close frame: 1006, which is never sent, only recorded.
+    fn abnormal(reason: &str) -> Self {
+        Self::new(CloseCode::ABNORMAL, reason, EndKind::Abnormal)
+    }
+}
+
+/// Serve one client until it or the gateway closes; returns how it ended.
 async fn serve<S>(
     gw: &Gateway,
     system: &str,
     client: &str,
     ws: &mut WebSocketStream<S>,
     mut rx: OutboundRx,
-) -> (u16, String)
+) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -255,8 +350,8 @@ where
             () = close_requested.cancelled() => {
                 return Box::pin(close_requested_by_gateway(ws, &mut rx)).await;
             }
-            msg = rx.recv() => {
-                let batch = guarded(&close_requested, idle_timeout, write_batch(ws, &mut rx, msg));
+            () = rx.ready() => {
+                let batch = guarded(&close_requested, idle_timeout, write_queued(ws, &mut rx, WRITE_BATCH));
                 if let Err(end) = batch.await {
                     return end;
                 }
@@ -289,21 +384,26 @@ where
                     }
                     Some(Ok(Message::Close(frame))) => {
                         let _ = ws.flush().await;
-                        return frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
+                        return match frame {
+                            Some(f) => Ended::new(
+                                CloseCode::from_peer(u16::from(f.code)),
+                                f.reason.as_str(),
+                                EndKind::ClientClosed,
+                            ),
+                            None => Ended::new(CloseCode::NO_STATUS, "", EndKind::ClientClosed),
+                        };
                     }
                     Some(Err(err)) => {
                         return Box::pin(close_on_error(ws, client, err)).await;
                     }
-                    None => return (1006, "connection lost".into()),
+                    None => return Ended::abnormal("connection lost"),
                 }
             }
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= idle_timeout {
-                    let frame = CloseFrame { code: CloseCode::Away, reason: "idle timeout".into() };
-                    Box::pin(close_with_timeout(ws, frame)).await;
-                    return (1001, "idle timeout".into());
+                    let end = Ended::new(CloseCode::GOING_AWAY, "idle timeout", EndKind::IdleTimeout);
+                    Box::pin(close_and_linger(ws, &end)).await;
+                    return end;
                 }
                 if last_ping.elapsed() >= ping_every {
                     last_ping = Instant::now();
@@ -318,20 +418,20 @@ where
 }
 
 /// Send the welcome frame, then wait for the plugin's `on-connect` verdict (when a plugin serves
-/// the system). `Some` holds the code and reason the connection ended with.
+/// the system). `Some` holds how the connection ended.
 async fn welcome<S>(
     gw: &Gateway,
     system: &str,
     client: &str,
     ws: &mut WebSocketStream<S>,
     rx: &mut OutboundRx,
-) -> Option<(u16, String)>
+) -> Option<Ended>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let welcome = serde_json::json!({"code": 0, "msg": "success", "data": {"clientId": client}});
     if ws.send(Message::text(welcome.to_string())).await.is_err() {
-        return Some((1006, "welcome could not be sent".into()));
+        return Some(Ended::abnormal("welcome could not be sent"));
     }
     if let Some(verdict) = gw.plugin_connect(system, client) {
         // A plugin that is backed off or stuck must not hold the client forever: past the
@@ -344,13 +444,11 @@ where
         };
         match verdict {
             Some(ConnectVerdict::Reject { code, reason }) => {
-                let frame = CloseFrame {
-                    code: CloseCode::from(code),
-                    reason: reason.clone().into(),
-                };
-                flush_queue(ws, rx).await;
-                let _ = ws.close(Some(frame)).await;
-                return Some((code, reason));
+                // The plugin runtime already made the code one a server may send.
+                let end = Ended::new(CloseCode::from_peer(code), reason, EndKind::Rejected);
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(ws, rx, usize::MAX)).await;
+                close_and_linger(ws, &end).await;
+                return Some(end);
             }
             Some(ConnectVerdict::Accept) | None => {}
         }
@@ -360,34 +458,34 @@ where
 
 /// The client was told to close (kicked, its queue overflowed, the gateway stops): flush what is
 /// queued, then close, within one bound (a peer that stopped reading must not hold the task).
-async fn close_requested_by_gateway<S>(
-    ws: &mut WebSocketStream<S>,
-    rx: &mut OutboundRx,
-) -> (u16, String)
+async fn close_requested_by_gateway<S>(ws: &mut WebSocketStream<S>, rx: &mut OutboundRx) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let cause = rx.close_cause();
-    let code = cause.code().get();
-    let reason = cause.reason().to_owned();
-    let frame = CloseFrame {
-        code: cause.code().into(),
-        reason: reason.clone().into(),
+    let kind = match cause {
+        CloseCause::Requested { .. } => EndKind::Requested,
+        CloseCause::SlowConsumer => EndKind::SlowConsumer,
+        CloseCause::Shutdown => EndKind::Shutdown,
     };
+    let end = Ended::new(cause.code(), cause.reason(), kind);
     let deadline = Instant::now() + CLOSE_TIMEOUT;
     if cause.flushes_queue() {
-        let flush = flush_queue(ws, rx);
-        let _ = tokio::time::timeout_at(deadline, flush).await;
+        // Finishes a message cut in fragments first, then what is queued.
+        let _ = tokio::time::timeout_at(deadline, write_queued(ws, rx, usize::MAX)).await;
     }
-    let _ = tokio::time::timeout_at(deadline, ws.close(Some(frame))).await;
-    (code, reason)
+    // A slow consumer's close frame may come between two fragments of a message: control
+    // frames may (RFC 6455 §5.4).
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(close_frame(&end)))).await;
+    linger(ws).await;
+    end
 }
 
 /// Run a write that may block on the peer. It gives way when the client is told to close
 /// meanwhile (its queue overflowed, it was kicked, the gateway stops: the caller's loop then
 /// closes it), and fails when the peer takes nothing for `limit`: a client that stops reading
-/// must not hold its task, and its place in the registry, forever. `Err` holds the code and
-/// reason the connection ended with.
+/// must not hold its task, and its place in the registry, forever. `Err` holds how the
+/// connection ended.
 ///
 /// Boxed: the timer and the cancellation future would otherwise add ~400 bytes to every
 /// connection's task, idle or not; one allocation per write batch is cheap next to the write.
@@ -395,82 +493,131 @@ fn guarded<'a>(
     close_requested: &'a CancellationToken,
     limit: Duration,
     write: impl Future<Output = Result<(), WsError>> + 'a,
-) -> Pin<Box<impl Future<Output = Result<(), (u16, String)>> + 'a>> {
+) -> Pin<Box<impl Future<Output = Result<(), Ended>> + 'a>> {
     Box::pin(async move {
         tokio::select! {
             biased;
             written = tokio::time::timeout(limit, write) => match written {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err((1006, "write failed".into())),
-                Err(_) => Err((1006, "write timeout".into())),
+                Ok(Err(_)) => Err(Ended::abnormal("write failed")),
+                Err(_) => Err(Ended::new(CloseCode::ABNORMAL, "write timeout", EndKind::WriteTimeout)),
             },
             () = close_requested.cancelled() => Ok(()),
         }
     })
 }
 
-/// Write `first` and whatever else is already queued (up to a batch), then flush once.
-async fn write_batch<S>(
+/// Write up to `limit` queued messages (and always the rest of a message being written in
+/// fragments), then flush once.
+///
+/// Each message is taken from the queue only once the socket is ready to accept it, and handed
+/// over without waiting (`start_send`): a write that gives way to a close request (see
+/// [`guarded`]) never drops a message, or a fragment, it had taken. A message cut into fragments
+/// is therefore always finished before any other data frame, even after such an interruption.
+async fn write_queued<S>(
     ws: &mut WebSocketStream<S>,
     rx: &mut OutboundRx,
-    first: Message,
+    limit: usize,
 ) -> Result<(), WsError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    ws.feed(first).await?;
-    for _ in 1..WRITE_BATCH {
-        match rx.try_recv() {
-            Some(msg) => ws.feed(msg).await?,
-            None => break,
-        }
+    let mut written = 0;
+    while written < limit || rx.is_mid_message() {
+        std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await?;
+        let Some(msg) = rx.try_recv() else { break };
+        ws.start_send_unpin(msg)?;
+        written += 1;
     }
     ws.flush().await
 }
 
-/// Send what is still queued (used before a requested close).
-async fn flush_queue<S>(ws: &mut WebSocketStream<S>, rx: &mut OutboundRx)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(msg) = rx.try_recv() {
-        if ws.feed(msg).await.is_err() {
-            return;
-        }
+fn close_frame(end: &Ended) -> CloseFrame {
+    CloseFrame {
+        code: end.code.into(),
+        reason: end.reason.clone().into(),
     }
-    let _ = ws.flush().await;
 }
 
-/// Send a close frame, without letting a stuck peer hold the task.
-async fn close_with_timeout<S>(ws: &mut WebSocketStream<S>, frame: CloseFrame)
+/// Send the close frame of `end`, without letting a stuck peer hold the task, then linger.
+async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, end: &Ended)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(close_frame(end)))).await;
+    linger(ws).await;
 }
 
-/// Map a read error to the close code the client deserves.
-async fn close_on_error<S>(ws: &mut WebSocketStream<S>, client: &str, err: WsError) -> (u16, String)
+/// After our close frame: end our side of the TCP stream, then read and discard what the peer
+/// still sends until it closes its side, for at most [`LINGER`].
+///
+/// Why: closing a socket whose receive buffer holds unread bytes makes the kernel answer with an
+/// RST, and an RST makes the peer's kernel discard what it had not yet handed to its reader,
+/// our close frame included. A client that sent a message over the limit in many small fragments
+/// saw a bare reset instead of 1009 in 32 of 50 runs. A well-behaved peer answers our close and
+/// closes at once, so this costs one round trip.
+async fn linger<S>(ws: &mut WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (code, reason) = match &err {
-        WsError::Capacity(_) => (CloseCode::Size, "message too big"),
-        WsError::Utf8(_) => (CloseCode::Invalid, "invalid UTF-8"),
-        WsError::Protocol(_) => (CloseCode::Protocol, "protocol error"),
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = ws.get_mut();
+    let drain = async {
+        let _ = io.shutdown().await;
+        let mut discard = vec![0u8; 4096];
+        while matches!(io.read(&mut discard).await, Ok(1..)) {}
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// Map a read error to how the connection ends, and close with the code the client deserves.
+async fn close_on_error<S>(ws: &mut WebSocketStream<S>, client: &str, err: WsError) -> Ended
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let end = match &err {
+        WsError::Capacity(_) => Ended::new(CloseCode::TOO_BIG, "message too big", EndKind::TooBig),
+        WsError::Utf8(_) => Ended::new(
+            CloseCode::INVALID_PAYLOAD,
+            "invalid UTF-8",
+            EndKind::InvalidUtf8,
+        ),
+        // EOF without a close frame: how a killed tab or a phone that lost its network leaves.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            debug!(cause = %err, client, code = 1006, "client left without a close frame");
+            return Ended::abnormal("connection lost");
+        }
+        WsError::Protocol(_) => Ended::new(
+            CloseCode::PROTOCOL_ERROR,
+            "protocol error",
+            EndKind::ProtocolError,
+        ),
+        // A reset, a broken pipe, ...: nothing can be sent any more.
         _ => {
-            debug!(cause = %err, client, "connection lost");
-            return (1006, "connection lost".into());
+            debug!(cause = %err, client, code = 1006, "connection lost");
+            return Ended::abnormal("connection lost");
         }
     };
-    warn!(cause = %err, client, code = u16::from(code), "closing client after a bad frame");
-    close_with_timeout(
-        ws,
-        CloseFrame {
-            code,
-            reason: reason.into(),
-        },
-    )
-    .await;
-    (u16::from(code), reason.to_owned())
+    warn!(cause = %err, client, code = end.code.get(), "closing client after a bad frame");
+    close_and_linger(ws, &end).await;
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection keeps its task's state for its whole life: it must not grow
+    /// unnoticed (1.75 KB → 1.03 KB for the whole task when the rare paths were boxed; the
+    /// `serve` part of it measured 648 bytes before fragmented writes, 656 after).
+    #[tokio::test]
+    async fn the_connection_task_state_stays_small() {
+        let gw = Gateway::new(Arc::new(crate::Config::default())).await;
+        let (io, _peer) = tokio::io::duplex(64);
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let (_tx, rx) = crate::outbound::channel(1, 1, CancellationToken::new());
+        let serving = serve(&gw, "s", "c", &mut ws, rx);
+        let size = std::mem::size_of_val(&serving);
+        assert!(size <= 700, "serve future is {size} bytes");
+    }
 }

@@ -29,6 +29,14 @@ pub struct DropLabels {
     pub reason: String,
 }
 
+/// Labels of disconnect counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DisconnectLabels {
+    /// Why the connection ended, one of a fixed set (`connection::EndKind::label`): `abnormal`
+    /// (1006, no close frame), `client_closed`, `slow_consumer`, `too_big`, ...
+    pub reason: &'static str,
+}
+
 /// Labels of API metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -62,6 +70,8 @@ pub struct Metrics {
     pub messages_dropped: Family<DropLabels, Counter>,
     /// Clients closed because their outbound queue overflowed.
     pub queue_overflows: Family<SystemLabel, Counter>,
+    /// Connections ended, by why (not by system: the set of reasons is fixed and small).
+    pub disconnects: Family<DisconnectLabels, Counter>,
     /// Connections refused (unknown system, bad token, system full).
     pub connects_refused: Family<SystemLabel, Counter>,
     /// API calls by operation and status.
@@ -85,6 +95,7 @@ impl Metrics {
         let messages_out = Family::<SystemLabel, Counter>::default();
         let messages_dropped = Family::<DropLabels, Counter>::default();
         let queue_overflows = Family::<SystemLabel, Counter>::default();
+        let disconnects = Family::<DisconnectLabels, Counter>::default();
         let connects_refused = Family::<SystemLabel, Counter>::default();
         let api_calls = Family::<ApiLabels, Counter>::default();
         let api_latency = Family::<OpLabel, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -112,6 +123,11 @@ impl Metrics {
             queue_overflows.clone(),
         );
         registry.register(
+            "disconnects",
+            "WebSocket connections ended, by reason",
+            disconnects.clone(),
+        );
+        registry.register(
             "connects_refused",
             "WebSocket connections refused",
             connects_refused.clone(),
@@ -129,6 +145,7 @@ impl Metrics {
             messages_out,
             messages_dropped,
             queue_overflows,
+            disconnects,
             connects_refused,
             api_calls,
             api_latency,

@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::close::{CloseCause, CloseCode, CloseReason};
@@ -91,6 +93,37 @@ pub struct Outbound {
 #[derive(Debug)]
 pub struct OutboundRx {
     shared: Arc<Shared>,
+    /// The rest of a message being handed out in fragments. Boxed: an idle connection keeps
+    /// 8 bytes for it.
+    fragments: Option<Box<Fragments>>,
+}
+
+/// Messages larger than this are handed to the socket in fragments of this size.
+///
+/// Why: tungstenite copies every frame it writes into a per-connection buffer that keeps its
+/// capacity for the connection's life. Written whole, one 900 KB push to 200 clients left RSS
+/// 173 MB higher until they disconnected; in fragments, that buffer never exceeds one fragment
+/// (plus a 14-byte header). The fragments are slices of the shared payload, not copies. 8 KiB
+/// keeps the write calls few (113 for 900 KB) and the buffer under what a read buffer costs.
+pub const FRAGMENT_BYTES: usize = 8 * 1024;
+
+/// A message being cut into fragments.
+#[derive(Debug)]
+struct Fragments {
+    /// What is left to send.
+    rest: Bytes,
+    /// The opcode of the next fragment: the message's own, then `Continue`.
+    opcode: OpData,
+}
+
+impl Fragments {
+    /// The next fragment; `rest` is empty once the final one was taken.
+    fn next_frame(&mut self) -> Frame {
+        let chunk = self.rest.split_to(self.rest.len().min(FRAGMENT_BYTES));
+        let frame = Frame::message(chunk, OpCode::Data(self.opcode), self.rest.is_empty());
+        self.opcode = OpData::Continue;
+        frame
+    }
 }
 
 /// Queues that drained a burst keep at most this many slots.
@@ -114,7 +147,10 @@ pub fn channel(
         Outbound {
             shared: shared.clone(),
         },
-        OutboundRx { shared },
+        OutboundRx {
+            shared,
+            fragments: None,
+        },
     )
 }
 
@@ -173,11 +209,12 @@ impl Outbound {
 }
 
 impl OutboundRx {
-    /// The next queued message, waiting for one.
-    pub async fn recv(&mut self) -> Message {
+    /// Wait until [`OutboundRx::try_recv`] has something (it does not take it, so a caller that
+    /// gives up waiting loses nothing).
+    pub async fn ready(&self) {
         loop {
-            if let Some(msg) = self.try_recv() {
-                return msg;
+            if self.fragments.is_some() || !self.shared.queue.lock().messages.is_empty() {
+                return;
             }
             // `notify_one` leaves a permit when nobody waits, so no wake-up is lost between
             // the check above and this wait.
@@ -185,15 +222,44 @@ impl OutboundRx {
         }
     }
 
-    /// A queued message if one is ready, without waiting.
+    /// The next thing to write, without waiting: the next fragment of a message being cut, else
+    /// the next queued message (its first fragment when it is over [`FRAGMENT_BYTES`]).
     pub fn try_recv(&mut self) -> Option<Message> {
-        let mut q = self.shared.queue.lock();
-        let msg = q.messages.pop_front()?;
-        q.bytes -= msg.len();
-        if q.messages.is_empty() && q.messages.capacity() > KEEP_CAPACITY {
-            q.messages = VecDeque::new();
+        if let Some(fragments) = &mut self.fragments {
+            let frame = fragments.next_frame();
+            if fragments.rest.is_empty() {
+                self.fragments = None;
+            }
+            return Some(Message::Frame(frame));
         }
-        Some(msg)
+        let msg = {
+            let mut q = self.shared.queue.lock();
+            let msg = q.messages.pop_front()?;
+            q.bytes -= msg.len();
+            if q.messages.is_empty() && q.messages.capacity() > KEEP_CAPACITY {
+                q.messages = VecDeque::new();
+            }
+            msg
+        };
+        let opcode = match &msg {
+            _ if msg.len() <= FRAGMENT_BYTES => return Some(msg),
+            Message::Text(_) => OpData::Text,
+            Message::Binary(_) => OpData::Binary,
+            _ => return Some(msg),
+        };
+        let mut fragments = Box::new(Fragments {
+            rest: msg.into_data(),
+            opcode,
+        });
+        let first = fragments.next_frame();
+        self.fragments = Some(fragments);
+        Some(Message::Frame(first))
+    }
+
+    /// Whether a message is half written: its remaining fragments must go before any other
+    /// data frame.
+    pub fn is_mid_message(&self) -> bool {
+        self.fragments.is_some()
     }
 
     /// The token that fires when the connection has been told to close.
@@ -225,7 +291,8 @@ mod tests {
         assert!(tx.is_closing());
         assert_eq!(rx.close_cause(), CloseCause::SlowConsumer);
         assert_eq!(rx.close_cause().code(), CloseCode::POLICY);
-        assert_eq!(rx.recv().await, Message::text("a"));
+        rx.ready().await;
+        assert_eq!(rx.try_recv(), Some(Message::text("a")));
         assert_eq!(tx.push(Message::text("d")), Err(QueueError::Closed));
     }
 
@@ -236,8 +303,12 @@ mod tests {
             tx.push(Message::text("x".repeat(11))),
             Err(QueueError::TooLarge { size: 11, max: 10 })
         );
-        assert!(!tx.is_closing(), "a refused message leaves the client alone");
-        tx.push(Message::text("x".repeat(10))).expect("fits exactly");
+        assert!(
+            !tx.is_closing(),
+            "a refused message leaves the client alone"
+        );
+        tx.push(Message::text("x".repeat(10)))
+            .expect("fits exactly");
         assert_eq!(tx.push(Message::text("y")), Err(QueueError::Overflow));
         assert_eq!(rx.try_recv().map(|m| m.len()), Some(10));
     }
@@ -251,6 +322,34 @@ mod tests {
         assert_eq!(cause.code(), CloseCode::NORMAL);
         assert!(cause.reason().len() <= CloseReason::MAX_BYTES);
         assert!(cause.flushes_queue());
+    }
+
+    #[test]
+    fn a_big_message_is_handed_out_in_fragments_of_the_shared_payload() {
+        let (tx, mut rx) = channel(10, 1 << 20, CancellationToken::new());
+        let text = "é".repeat(FRAGMENT_BYTES); // 2 fragments, cut inside a character
+        tx.push(Message::text(text.clone())).expect("queued");
+        tx.push(Message::text("next")).expect("queued");
+        let mut payload = Vec::new();
+        let mut opcodes = Vec::new();
+        while rx.is_mid_message() || payload.is_empty() {
+            let Some(Message::Frame(frame)) = rx.try_recv() else {
+                panic!("expected a fragment");
+            };
+            assert!(frame.len() <= FRAGMENT_BYTES + 14);
+            opcodes.push((frame.header().opcode, frame.header().is_final));
+            payload.extend_from_slice(frame.payload());
+        }
+        assert_eq!(
+            opcodes,
+            vec![
+                (OpCode::Data(OpData::Text), false),
+                (OpCode::Data(OpData::Continue), true)
+            ]
+        );
+        assert_eq!(payload, text.as_bytes());
+        assert_eq!(rx.try_recv(), Some(Message::text("next")));
+        assert_eq!(rx.try_recv(), None);
     }
 
     #[test]
