@@ -10,6 +10,7 @@
 
 mod actor;
 mod api;
+#[cfg(feature = "bench-support")]
 mod bench;
 mod bindings;
 mod engine;
@@ -41,6 +42,7 @@ use crate::metrics::DropLabels;
 
 pub use api::router;
 #[doc(hidden)]
+#[cfg(feature = "bench-support")]
 pub use bench::DirectInstance;
 pub use loader::ReloadOutcome;
 
