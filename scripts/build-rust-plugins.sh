@@ -50,6 +50,9 @@ for p in "${plugins[@]}" "${guests[@]}"; do
   packages+=(-p "$p")
 done
 
+# rust-toolchain.toml lists the target, but rustup adds it only when it installs the toolchain:
+# a 1.95.0 already installed without it fails with "can't find crate for std".
+(cd "$root" && { rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2; })
 (cd "$root" && cargo build --target wasm32-wasip2 --release "${packages[@]}")
 
 built="$target_dir/wasm32-wasip2/release"

@@ -270,7 +270,8 @@ impl Config {
         // environment must not stop the gateway (unknown keys in files still do).
         let keys = Config::top_level_keys();
         let env = Env::prefixed("WASMGATE_").split("__").filter(move |key| {
-            let top = key.as_str().split("__").next().unwrap_or_default();
+            // `split("__")` already turned `HTTP__MAX_CONNECTIONS` into `http.max_connections`.
+            let top = key.as_str().split('.').next().unwrap_or_default();
             keys.iter().any(|k| top.eq_ignore_ascii_case(k))
         });
         figment = figment.merge(env);

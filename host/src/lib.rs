@@ -12,6 +12,7 @@ pub mod connection;
 pub mod domain;
 pub mod events;
 pub mod gateway;
+pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod outbound;

@@ -1,4 +1,5 @@
-//! Assembling and running the gateway: routes, plugin runtime, graceful shutdown.
+//! Assembling and running the gateway: configuration checks, routes, plugin runtime, graceful
+//! shutdown. The HTTP connections themselves are served by [`crate::http`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,12 +8,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::plugin::{self, PluginHost};
-use crate::{api, auth, connection};
+use crate::{api, auth, connection, http};
 
 /// Backlog of the listening socket: a connect storm must not overflow it (tokio's default of
 /// 128 costs a one-second SYN retransmit to every client past it).
@@ -27,6 +29,42 @@ pub enum ServerError {
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// The configuration cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Refuse configurations that would start a gateway that cannot work as configured.
+fn validate(config: &Config) -> Result<(), ServerError> {
+    if config
+        .api_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        // No bearer token can match an empty one: the API would be locked for everyone.
+        return Err(ServerError::Config(
+            "api_token is empty: set a secret, or remove the key to answer loopback callers only"
+                .into(),
+        ));
+    }
+    let http = &config.http;
+    if http.max_connections == 0 {
+        return Err(ServerError::Config(
+            "http.max_connections is 0: no HTTP connection could be served".into(),
+        ));
+    }
+    for (key, value) in [
+        ("http.header_read_timeout", http.header_read_timeout),
+        ("http.body_read_timeout", http.body_read_timeout),
+        ("http.keepalive_timeout", http.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(ServerError::Config(format!(
+                "{key} is 0: every HTTP request would time out"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Bind `addr` with a large backlog.
@@ -52,12 +90,22 @@ pub fn app(gateway: Gateway, extra: Router<Gateway>) -> Router {
             gateway.clone(),
             auth::require_api_auth,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/api/websocket/ws", get(connection::upgrade))
         .route("/healthz", get(api::healthz))
-        .merge(guarded)
+        .merge(crate::web::router(&gateway))
+        .merge(guarded);
+    // Routes without API authentication are merged here, before `json_answers`.
+    json_answers(routes).with_state(gateway)
+}
+
+/// The answers of every route that the framework writes (no route, wrong method, rejections)
+/// in JSON `{code,msg}`. Applies to the routes already added, so it comes last.
+fn json_answers(routes: Router<Gateway>) -> Router<Gateway> {
+    routes
         .fallback(api::not_found)
-        .with_state(gateway)
+        .method_not_allowed_fallback(http::answers::method_not_allowed)
+        .layer(axum::middleware::map_response(http::answers::json_errors))
 }
 
 /// A gateway ready to serve: its handle and its routes.
@@ -72,6 +120,7 @@ pub struct Server {
 impl Server {
     /// Build the gateway and start its plugin runtime.
     pub async fn build(config: Config) -> Result<Self, ServerError> {
+        validate(&config)?;
         if config.api_token.is_none() {
             warn!("no api_token configured: the HTTP API answers loopback peers only");
         }
@@ -92,8 +141,10 @@ impl Server {
         })
     }
 
-    /// Serve until `shutdown` resolves, then stop accepting, close every client with 1001 after
-    /// flushing its queue, and wait for them at most `drain_timeout`.
+    /// Serve until `shutdown` resolves, then stop accepting and drain for at most
+    /// `drain_timeout` in all: clients are closed with 1001 after their queue is flushed, HTTP
+    /// requests in flight are answered, and whatever is still open when the time is up is cut,
+    /// so a peer stalled mid-request cannot keep a stopping gateway alive.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -109,17 +160,20 @@ impl Server {
             shutdown.await;
             stop.cancel();
         });
-        axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { root.cancelled().await })
-        .await?;
+        let metrics = Arc::new(http::HttpMetrics::registered(gateway.metrics()));
+        let server = http::HttpServer::new(self.router, gateway.config().http.clone(), metrics);
+        let connections = server.accept(listener, root).await;
+        let deadline = Instant::now() + gateway.config().drain_timeout;
         let tasks = gateway.tasks();
         tasks.close();
-        let drain = gateway.config().drain_timeout;
-        if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+        let (cut, clients) = tokio::join!(
+            connections.drain(deadline),
+            tokio::time::timeout_at(deadline, tasks.wait())
+        );
+        if cut > 0 {
+            warn!(cut, "drain timeout: cut HTTP connections still open");
+        }
+        if clients.is_err() {
             warn!(
                 remaining = tasks.len(),
                 "drain timeout: dropping remaining clients"
