@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark wasmgate against Node `ws` and Socket.IO: every scenario, one command.
 #
-#   scripts/bench.sh [--smoke] [--release|--debug] [--servers LIST] [--install-peers] [-- ARGS...]
+#   scripts/bench.sh [--smoke] [--soak] [--release|--debug] [--servers LIST] [--install-peers] [-- ARGS...]
 #
 # Builds the load generator, the gateway and the echo plugins (Rust: the `hostcalls` test guest;
 # JavaScript and Python: bench/plugins/{js,py}-echo, whose toolchains scripts/toolchains.sh
@@ -11,17 +11,23 @@
 #
 #   --smoke          tiny sizes (tens of connections); under a minute once built. Builds the
 #                    debug profile unless --release is given (it shares `cargo test`'s artefacts).
+#   --soak           only the soak (wasmgate with the chat plugin, 10 minutes; with --smoke 15 s):
+#                    churn, chat and pushes, fails on any error or end RSS > 1.10 x warm-up RSS.
+#                    Results in bench/results/soak.{md,json} (soak-smoke.* with --smoke);
+#                    shorter: -- --soak-duration 60
 #   --release        build the release profile (default for full runs)
 #   --debug          build the debug profile
 #   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three)
 #   --install-peers  only install the peers' npm packages, then exit
 #   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
 # CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and
-# WASMGATE_PY_ECHO_WASM override the Rust, JavaScript and Python echo plugins.
+# WASMGATE_PY_ECHO_WASM override the Rust, JavaScript and Python echo plugins, WASMGATE_CHAT_WASM
+# the soak's chat plugin.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 smoke=0
+soak=0
 profile=""
 servers="wasmgate,ws,socketio"
 install_only=0
@@ -30,6 +36,7 @@ extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; shift ;;
+    --soak) soak=1; servers=wasmgate; shift ;;
     --release) profile=release; shift ;;
     --debug) profile=debug; shift ;;
     --servers)
@@ -37,7 +44,7 @@ while [ $# -gt 0 ]; do
       servers="$2"; shift 2 ;;
     --install-peers) install_only=1; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,16 +55,20 @@ fi
 log() { echo "bench.sh: $*" >&2; }
 
 # --- peers ---------------------------------------------------------------------------------
-peers="$root/bench/peers"
-command -v node >/dev/null || { log "node not found: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
-command -v npm >/dev/null || { log "npm not found: install npm (apt-get install npm)"; exit 1; }
-# `npm ci` when the installed tree is missing or older than the lock file.
-if [ ! -f "$peers/node_modules/.package-lock.json" ] \
-   || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
-  log "installing the peers' npm packages (npm ci in bench/peers)"
-  (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
-fi
-[ "$install_only" = 1 ] && exit 0
+install_peers() {
+  local peers="$root/bench/peers"
+  command -v node >/dev/null || { log "node not found: install Node.js 18+ (apt-get install nodejs npm)"; exit 1; }
+  command -v npm >/dev/null || { log "npm not found: install npm (apt-get install npm)"; exit 1; }
+  # `npm ci` when the installed tree is missing or older than the lock file.
+  if [ ! -f "$peers/node_modules/.package-lock.json" ] \
+     || [ "$peers/package-lock.json" -nt "$peers/node_modules/.package-lock.json" ]; then
+    log "installing the peers' npm packages (npm ci in bench/peers)"
+    (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
+if [ "$install_only" = 1 ]; then install_peers; exit 0; fi
+# The soak runs wasmgate alone: no Node peers needed.
+[ "$soak" = 1 ] || install_peers
 
 # --- builds --------------------------------------------------------------------------------
 command -v cargo >/dev/null || { log "cargo not found: install Rust with rustup"; exit 1; }
@@ -69,17 +80,34 @@ case ",$servers," in *,wasmgate,*) packages+=(-p wasmgate) ;; esac
 log "building ${packages[*]} ($profile)"
 (cd "$root" && cargo build "${profile_flag[@]}" "${packages[@]}" >&2)
 bench_bin="$target_dir/$profile/wasmgate-bench"
-args=(all --servers "$servers")
+scenario=all
+[ "$soak" = 1 ] && scenario=soak
+args=("$scenario" --servers "$servers")
 [[ ",$servers," == *,wasmgate,* ]] && args+=(--wasmgate-bin "$target_dir/$profile/wasmgate")
 
+# The guests' target folder the tests crate's build script uses: shared, so an up-to-date
+# guest costs nothing here.
+guests_target="$target_dir/guests"
+ensure_wasip2() {
+  rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2 >&2
+}
+
+if [ "$soak" = 1 ]; then
+  chat_wasm="${WASMGATE_CHAT_WASM:-}"
+  if [ -z "$chat_wasm" ]; then
+    log "building the chat plugin (plugins/chat, wasm32-wasip2 release)"
+    ensure_wasip2
+    (cd "$root" && cargo build --target wasm32-wasip2 --release -p chat --target-dir "$guests_target" >&2)
+    chat_wasm="$guests_target/wasm32-wasip2/release/chat.wasm"
+  fi
+  args+=(--chat-wasm "$chat_wasm")
+fi
+
 echo_wasm="${WASMGATE_ECHO_WASM:-}"
-if [ -z "$echo_wasm" ] && [[ ",$servers," == *,wasmgate,* ]]; then
+if [ "$soak" = 0 ] && [ -z "$echo_wasm" ] && [[ ",$servers," == *,wasmgate,* ]]; then
   if [ -f "$root/tests/guests/hostcalls/Cargo.toml" ]; then
     log "building the echo plugin (test guest hostcalls, wasm32-wasip2 release)"
-    rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup target add wasm32-wasip2 >&2
-    # The target folder the tests crate's build script uses for the guests: shared, so an
-    # up-to-date guest costs nothing here.
-    guests_target="$target_dir/guests"
+    ensure_wasip2
     (cd "$root" && cargo build --target wasm32-wasip2 --release -p hostcalls --target-dir "$guests_target" >&2)
     echo_wasm="$guests_target/wasm32-wasip2/release/hostcalls.wasm"
   else
@@ -104,7 +132,7 @@ build_lang_echo() { # <lang: js|py> <override> -> prints the component's path
   fi
   echo "$out"
 }
-if [[ ",$servers," == *,wasmgate,* ]]; then
+if [ "$soak" = 0 ] && [[ ",$servers," == *,wasmgate,* ]]; then
   js_echo="$(build_lang_echo js "${WASMGATE_JS_ECHO_WASM:-}")" || { log "the js echo plugin did not build"; exit 1; }
   py_echo="$(build_lang_echo py "${WASMGATE_PY_ECHO_WASM:-}")" || { log "the py echo plugin did not build"; exit 1; }
   args+=(--js-echo-wasm "$js_echo" --py-echo-wasm "$py_echo")
@@ -117,6 +145,10 @@ name=latest
 if [ "$smoke" = 1 ]; then
   args+=(--smoke)
   name=smoke
+fi
+if [ "$soak" = 1 ]; then
+  name=soak
+  [ "$smoke" = 1 ] && name=soak-smoke
 fi
 args+=(--markdown "$results/$name.md" --json "$results/$name.json")
 

@@ -382,3 +382,103 @@ fn group_fanout_delivers_to_every_member() {
     }
     assert!(md.contains("fan-out (send_to_group)"), "{md}");
 }
+
+/// The chat plugin (`plugins/chat`) for the soak: `WASMGATE_CHAT_WASM`, or where the tests
+/// crate's build script puts it, built there with cargo when it is missing.
+fn chat_wasm() -> PathBuf {
+    if let Some(p) = std::env::var_os("WASMGATE_CHAT_WASM") {
+        return PathBuf::from(p);
+    }
+    let target = bench_exe()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .join("guests");
+    let wasm = target.join("wasm32-wasip2/release/chat.wasm");
+    if !wasm.is_file() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(manifest_dir().join(".."))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "chat",
+            ])
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("run cargo for plugins/chat");
+        assert!(status.success(), "plugins/chat did not build");
+    }
+    wasm
+}
+
+/// A short soak (15 s) against the gateway: the scenario's code runs in every test run and
+/// must see no error at all. Its RSS criterion is not applied here (15 s are too short for a
+/// steady state; `scripts/bench.sh --soak` applies it over 10 minutes), so only the RSS
+/// readings' presence is checked.
+#[test]
+fn short_soak_has_no_errors() {
+    let wasmgate = wasmgate_bin();
+    let servers = if wasmgate.is_some() { "wasmgate" } else { "ws" };
+    let chat: Vec<(&str, PathBuf)> = match wasmgate {
+        Some(_) => vec![("--chat-wasm", chat_wasm())],
+        None => Vec::new(),
+    };
+    let (report, md) = run_bench(
+        &["soak", "--servers", servers],
+        wasmgate.as_deref(),
+        None,
+        &chat,
+    );
+    let s = &report["servers"][0];
+    if wasmgate.is_none() {
+        skipped(&s["soak"], "soak against a peer");
+        return;
+    }
+    let r = ok(&s["soak"], "wasmgate soak");
+    assert_eq!(
+        u(&r["errors"]["total"]),
+        0,
+        "no error at all: {}",
+        r["errors"]
+    );
+    assert!(r["failures"].as_array().is_some_and(Vec::is_empty), "{r}");
+    assert_eq!(r["rss_checked"], false, "smoke runs do not judge memory");
+    assert!(
+        u(&r["churn_connects"]) > 50,
+        "churn ran: {}",
+        r["churn_connects"]
+    );
+    for left in ["left_close_frame", "left_fin", "left_reset", "left_kicked"] {
+        assert!(u(&r[left]) > 0, "{left}: every kind of departure happened");
+    }
+    assert!(
+        u(&r["left_close_frame"]) >= u(&r["churn_connects"]) * 4 / 10,
+        "about half leave with a close frame"
+    );
+    assert!(u(&r["plugin_messages"]) > 0);
+    assert_eq!(u(&r["plugin_replies"]), u(&r["plugin_messages"]));
+    assert!(u(&r["pushes_sent"]) > 50, "pushes: {}", r["pushes_sent"]);
+    assert!(u(&r["pushes_received"]) >= u(&r["pushes_sent"]));
+    assert!(u(&r["said_received"]) > 0 && u(&r["notices_received"]) > 0);
+    let samples = r["samples"].as_array().expect("samples");
+    assert!(
+        samples.len() >= 10,
+        "an RSS sample a second: {}",
+        samples.len()
+    );
+    for k in [
+        "rss_start_kib",
+        "rss_warmup_kib",
+        "rss_end_kib",
+        "rss_max_kib",
+    ] {
+        assert!(u(&r[k]) > 1000, "{k}: {r}");
+    }
+    assert!(u(&r["rss_max_kib"]) >= u(&r["rss_end_kib"]));
+    assert!(md.contains("| RSS end ÷ warm-up ↓ |"), "{md}");
+}

@@ -227,10 +227,10 @@ fn classify(text: &str) -> Kind {
         }
         return Kind::Other;
     }
-    if v["msg"] == "soak" {
-        if let Some(seq) = v["data"]["seq"].as_u64() {
-            return Kind::Push(seq);
-        }
+    if v["msg"] == "soak"
+        && let Some(seq) = v["data"]["seq"].as_u64()
+    {
+        return Kind::Push(seq);
     }
     match v["code"].as_i64() {
         Some(1001 | 1002) => Kind::Notice,
