@@ -1,6 +1,7 @@
 //! Malformed API input: every case answers a 4xx `{"code": <non-zero>, "msg": "…"}`, and the
 //! gateway keeps serving afterwards.
 mod common;
+mod oneshot;
 
 use common::TestGateway;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -495,4 +496,87 @@ async fn an_empty_body_counts_as_an_empty_object() {
         "{body}"
     );
     gw.stop().await;
+}
+
+/// The classes the typed layer added (names over `limits.max_name_bytes`, count and size limits,
+/// `unregister`, the body limit, paths that are not UTF-8), through `app()` without a socket:
+/// each answers its 4xx as JSON `{code,msg}` with `code` equal to the status.
+#[tokio::test]
+async fn limits_names_and_unregister_answer_4xx_json_without_a_socket() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use oneshot::App;
+
+    let mut config = App::config_with(&["app"]);
+    config.max_body_size = 4 * 1024;
+    config.limits.max_groups_per_client = 1;
+    let app = App::new(config).await;
+    let (c, _rx) = app.client("app").await;
+    let long = "n".repeat(257);
+    let at_limit = "n".repeat(256);
+    app.ok(
+        "join_group",
+        "app",
+        json!({"clientId": c, "groupName": at_limit}),
+    )
+    .await;
+    let cases: Vec<(&str, &str, Option<&str>, String, u16)> = vec![
+        ("register name too long", "register", None, json!({"systemId": long}).to_string(), 400),
+        ("unregister, no systemId", "unregister", None, "{}".into(), 400),
+        ("unregister, empty systemId", "unregister", None, json!({"systemId": ""}).to_string(), 400),
+        ("unregister, systemId number", "unregister", None, json!({"systemId": 1}).to_string(), 400),
+        ("unregister, name too long", "unregister", None, json!({"systemId": long}).to_string(), 400),
+        ("unregister unknown", "unregister", None, json!({"systemId": "nope"}).to_string(), 404),
+        ("unregister configured", "unregister", None, json!({"systemId": "app"}).to_string(), 409),
+        ("systemId header too long", "get_all_groups", Some(long.as_str()), "{}".into(), 400),
+        ("group too long", "join_group", Some("app"), json!({"clientId": c, "groupName": long}).to_string(), 400),
+        ("uid too long", "bind_uid", Some("app"), json!({"clientId": c, "uid": long}).to_string(), 400),
+        ("uid too long in a query", "get_client_ids_by_uid", Some("app"), json!({"uid": long}).to_string(), 400),
+        ("groups per client", "join_group", Some("app"), json!({"clientId": c, "groupName": "second"}).to_string(), 429),
+        ("info entries", "set_info", Some("app"), json!({"clientId": c, "info": (0..65).map(|i| (format!("k{i}"), json!("v"))).collect::<serde_json::Map<_, _>>()}).to_string(), 413),
+        ("body over max_body_size", "get_all_groups", Some("app"), format!("{{\"pad\":\"{}\"}}", "x".repeat(8 * 1024)), 413),
+    ];
+    let mut failures = Vec::new();
+    for (name, op, system, body, status) in cases {
+        let a = app.raw(op, system, body).await;
+        if a.status != status || !a.is_error_json() {
+            failures.push(format!(
+                "{name}: expected {status}, got {} {}",
+                a.status, a.text
+            ));
+        }
+    }
+    // A body over the limit sent without Content-Length (chunked) is cut while it is read.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        (0..8).map(|_| Ok("x".repeat(1024))).collect();
+    let req = Request::post("/api/websocket/get_all_groups")
+        .header("systemId", "app")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .expect("request");
+    let a = app.send(req).await;
+    if a.status != 413 || !a.is_error_json() {
+        failures.push(format!("chunked body: got {} {}", a.status, a.text));
+    }
+    // An op segment that is not UTF-8, and the wrong method on the new op.
+    let req = Request::post("/api/websocket/%FF%FE")
+        .body(Body::empty())
+        .expect("request");
+    let a = app.send(req).await;
+    if a.status != 404 || !a.is_error_json() {
+        failures.push(format!("non-UTF-8 op: got {} {}", a.status, a.text));
+    }
+    let req = Request::get("/api/websocket/unregister")
+        .body(Body::empty())
+        .expect("request");
+    let a = app.send(req).await;
+    if a.status != 405 || !a.is_error_json() {
+        failures.push(format!("GET unregister: got {} {}", a.status, a.text));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Nothing above changed the system.
+    assert_eq!(app.ok("get_all_groups", "app", json!({})).await["count"], 1);
+    assert_eq!(
+        app.ok("get_all_client_count", "app", json!({})).await["count"],
+        1
+    );
 }
