@@ -17,6 +17,7 @@ pub mod ids;
 pub mod metrics;
 pub mod outbound;
 pub mod plugin;
+pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
