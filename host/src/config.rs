@@ -118,7 +118,8 @@ pub struct LimitsConfig {
     /// Bytes per second one client may send, enforced like `client_messages_per_second`.
     pub client_bytes_per_second: u64,
     /// A client held back by its rate limits again and again (never a second without) for this
-    /// long is closed with 1008 "rate limit exceeded".
+    /// long is closed with 1008 "rate limit exceeded"; 0 never closes (the client is only
+    /// slowed).
     #[serde(with = "humantime_serde")]
     pub client_throttle_timeout: Duration,
 }

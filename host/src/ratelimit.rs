@@ -13,9 +13,14 @@
 //!   until the plugin took some of its messages.
 //!
 //! A client that keeps exceeding its rate limits — held again within a second of every release,
-//! for `limits.client_throttle_timeout` — is closed with 1008 "rate limit exceeded": it is not
-//! a bursty client any more but one that sends without pause faster than it may. Waiting for
-//! the plugin's queue never closes a client: its pace is the plugin's, which it cannot know.
+//! for `limits.client_throttle_timeout` (0: never) — is closed with 1008 "rate limit exceeded":
+//! it is not a bursty client any more but one that sends without pause faster than it may.
+//! Waiting for the plugin's queue never closes a client: its pace is the plugin's, which it
+//! cannot know.
+//!
+//! A hold runs inline in the connection's loop: while held, nothing is written to that client
+//! either (its outbound queue keeps its bounds; a hold lasts until the plugin took one of the
+//! client's messages, or a refill of at most one message's cost).
 //!
 //! [`Throttle`] lives in every connection's task, idle or not, so it is kept small (two
 //! buckets and three instants); the waiting itself is boxed by the caller, once per hold.
@@ -135,12 +140,15 @@ impl Throttle {
                 Some((began, released)) if now.duration_since(released) <= RUN_GAP => began,
                 _ => now,
             };
-            let give_up = began + gw.config().limits.client_throttle_timeout;
+            // A zero timeout never closes: the client is only slowed.
+            let timeout = gw.config().limits.client_throttle_timeout;
+            let give_up = (!timeout.is_zero()).then(|| began + timeout);
+            let wake = give_up.map_or(until, |g| until.min(g));
             tokio::select! {
-                () = tokio::time::sleep_until(until.min(give_up)) => {}
+                () = tokio::time::sleep_until(wake) => {}
                 () = close.cancelled() => return,
             }
-            if until > give_up {
+            if give_up.is_some_and(|g| until > g) {
                 debug!(client, held_for = ?now.duration_since(began), "closing a client that keeps exceeding its rate limits");
                 self.run = None;
                 gw.close_local(client, CloseCode::POLICY, RATE_LIMIT_EXCEEDED);
@@ -247,6 +255,21 @@ mod tests {
         let closed_after = closed_after.expect("closed for overuse");
         assert!(closed_after >= Duration::from_secs(3), "{closed_after:?}");
         assert!(closed_after < Duration::from_secs(5), "{closed_after:?}");
+
+        // With no timeout, the same excess is only slowed.
+        let gw_never = gateway(&LimitsConfig {
+            client_throttle_timeout: Duration::ZERO,
+            ..limits(10, 0)
+        })
+        .await;
+        let mut t = Throttle::new(&limits(10, 0));
+        for _ in 0..200 {
+            if let Some(hold) = t.charge(1, None) {
+                t.hold(hold, &gw_never, "c", &close).await;
+                assert!(t.run.is_some(), "never closed");
+            }
+            tokio::time::advance(Duration::from_millis(50)).await;
+        }
 
         // Bursts with a pause of more than a second between them start a new run each time.
         let mut t = Throttle::new(&limits(10, 0));
