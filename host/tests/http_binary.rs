@@ -16,8 +16,18 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A running gateway, killed when dropped (also when an assertion fails).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start the binary and wait until it logs that it listens.
-fn start(cmd: &mut Command) -> Child {
+fn start(cmd: &mut Command) -> Running {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -32,9 +42,10 @@ fn start(cmd: &mut Command) -> Child {
             }
         }
     });
+    let running = Running(child);
     rx.recv_timeout(Duration::from_secs(20))
         .expect("the gateway logs that it listens");
-    child
+    running
 }
 
 /// `GET path` on a fresh connection: the whole answer, or `None` if the connection is closed
@@ -63,7 +74,7 @@ fn out_of_file_descriptors_the_gateway_answers_again_once_some_are_free() {
     }
     let port = free_port();
     // 64 descriptors: the runtime takes a few dozen, so a few dozen connections exhaust it.
-    let mut child = start(
+    let _gateway = start(
         Command::new("prlimit")
             .arg("--nofile=64:64")
             .arg(env!("CARGO_BIN_EXE_wasmgate"))
@@ -96,18 +107,38 @@ fn out_of_file_descriptors_the_gateway_answers_again_once_some_are_free() {
         .unwrap();
     assert!(errors > 0.0, "the descriptors never ran out: {metrics}");
     drop(peers);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
 fn an_empty_api_token_refuses_to_start_with_a_message() {
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmgate"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("WASMGATE_API_TOKEN", "")
-        .output()
+    let mut gateway = Running(
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .env("WASMGATE_API_TOKEN", "")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gateway.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "started with an empty api_token: the API would be locked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    gateway
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("api_token is empty"), "stderr: {stderr}");
 }
