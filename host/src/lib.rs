@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod web;
 pub mod wire;
 
 pub use config::Config;
