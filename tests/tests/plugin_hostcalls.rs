@@ -457,8 +457,10 @@ async fn the_plugins_api_lists_and_reloads() {
     let (status, body) = gw.post("/api/plugins/nope/reload", json!({})).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["code"], 404);
+    // A name that cannot name a plugin file is a malformed call (400), never a lookup on disk.
     let (status, body) = gw.post("/api/plugins/..%2Fx/reload", json!({})).await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 400, "{body}");
 
     let mut a = gw.connect("hostcalls").await;
     ok(&mut a, "kv-set", json!({"key": "kept", "value": "1"})).await;
