@@ -48,7 +48,11 @@ async fn an_idle_gateway_reads_no_plugin_file() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(reads(&gw, "echo"), echo, "idle: no read of echo.wasm");
     assert_eq!(reads(&gw, "broken"), broken, "idle: no read of broken.wasm");
-    assert_eq!(failed_loads(&gw, "broken"), errors, "a bad file is not retried");
+    assert_eq!(
+        failed_loads(&gw, "broken"),
+        errors,
+        "a bad file is not retried"
+    );
 }
 
 #[tokio::test]
