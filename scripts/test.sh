@@ -10,4 +10,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+scripts/test-web.sh
 scripts/check-templates.sh

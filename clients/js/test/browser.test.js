@@ -42,7 +42,7 @@ async function board(p) {
   return p.locator("[data-testid=leaderboard] li .name").allTextContents();
 }
 
-async function join(p, name) {
+async function joinRoom(p, name) {
   await p.waitForSelector("[data-testid=state].ok");
   await p.fill("#name", name);
   await p.fill("#room", "arena");
@@ -60,8 +60,8 @@ test("two players, a hot reload mid-game, a live dashboard", async () => {
   const ada = await page(DESKTOP, "/demo/quiz");
   const bob = await page(PHONE, "/demo/quiz");
   const dash = await page(DESKTOP, "/dashboard");
-  const adaId = await join(ada, "ada");
-  const bobId = await join(bob, "bob");
+  const adaId = await joinRoom(ada, "ada");
+  const bobId = await joinRoom(bob, "bob");
   assert.match(adaId, /^[0-9a-f]{32}$/);
   await ada.waitForFunction(() => document.querySelectorAll("#players span").length === 2);
 

@@ -138,17 +138,20 @@ async function renderSystems(conn) {
 function chart(svg, series, colors) {
   const W = 600, H = 160, pad = 22;
   const now = Date.now() / 1000;
+  // The span grows from one minute to WINDOW as samples accumulate.
+  const oldest = samples.length ? samples[0].t : now;
+  const span = Math.min(WINDOW, Math.max(60, now - oldest));
   let max = 1;
   for (const s of series) for (const p of s) max = Math.max(max, p[1]);
   max = niceMax(max);
-  const x = (t) => W - ((now - t) / WINDOW) * W;
+  const x = (t) => W - ((now - t) / span) * W;
   const y = (v) => H - pad - (v / max) * (H - pad - 8);
   let out = "";
   for (const f of [0, 0.5, 1]) {
     out += `<line x1="0" x2="${W}" y1="${y(max * f)}" y2="${y(max * f)}" stroke="#26304a" stroke-width="1"/>`;
     out += `<text x="4" y="${y(max * f) - 3}">${Math.round(max * f)}</text>`;
   }
-  out += `<text x="4" y="${H - 4}">-5 min</text><text x="${W - 28}" y="${H - 4}">now</text>`;
+  out += `<text x="4" y="${H - 4}">-${span >= 120 ? Math.round(span / 60) + " min" : Math.round(span) + " s"}</text><text x="${W - 28}" y="${H - 4}">now</text>`;
   series.forEach((s, i) => {
     if (s.length < 2) return;
     const pts = s.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ");

@@ -4,7 +4,7 @@ import { connect } from "/client/wasmgate.js";
 const params = new URLSearchParams(location.search);
 const $ = (id) => document.getElementById(id);
 const show = (id, on) => $(id).classList.toggle("hidden", !on);
-const ui = { name: "", room: "", players: new Set(), deadline: 0, questionMs: 1, tick: null, picked: -1 };
+const ui = { name: "", room: "", players: new Map(), deadline: 0, questionMs: 1, tick: null, picked: -1 };
 window.quiz = ui; // for tests and the curious
 
 function error(text) {
@@ -65,9 +65,9 @@ $("room").value = params.get("room") || "lobby";
 
 function renderPlayers() {
   $("players").innerHTML = "";
-  for (const p of ui.players) {
+  for (const label of ui.players.values()) {
     const s = document.createElement("span");
-    s.textContent = p;
+    s.textContent = label;
     $("players").append(s);
   }
 }
@@ -103,7 +103,7 @@ $("join-btn").onclick = async () => {
     ui.room = data.room;
     sessionStorage.setItem("quiz.name", name);
     error("");
-    ui.players.add(ui.name);
+    ui.players.set(client.clientId, ui.name + " (you)");
     renderPlayers();
     $("room-name").textContent = ui.room;
     show("join", false);
@@ -131,12 +131,14 @@ $("again-btn").onclick = () => {
   show("lobby", true);
 };
 
+// The gateway's 1001/1002 notices tell who enters and leaves the room (by client id: the quiz
+// binds names as uids, which notices do not carry).
 client.on("join-notice", (d) => {
-  if (d && d.userId) ui.players.add(d.userId);
+  if (d && d.clientId) ui.players.set(d.clientId, d.userId || "player " + d.clientId.slice(-4));
   renderPlayers();
 });
 client.on("leave-notice", (d) => {
-  if (d && d.userId) ui.players.delete(d.userId);
+  if (d && d.clientId) ui.players.delete(d.clientId);
   renderPlayers();
 });
 
