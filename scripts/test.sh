@@ -8,6 +8,7 @@ rustup target list --installed 2>/dev/null | grep -q wasm32-wasip2 || rustup tar
 scripts/toolchains.sh all
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p wasmgate --all-targets --features bench-support -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 scripts/test-web.sh
