@@ -133,6 +133,8 @@ impl Server {
             }
             None => (None, Router::new()),
         };
+        // The dashboard's live feed reads the plugins too; it gets the API's authentication.
+        let extra = extra.merge(crate::web::events::router(gateway.clone(), plugins.clone()));
         let router = app(gateway.clone(), extra.with_state(()));
         Ok(Self {
             gateway,

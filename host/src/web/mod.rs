@@ -1,11 +1,13 @@
 //! The gateway's own web pages and the JavaScript client, embedded in the binary: the client
 //! library at `/client/wasmgate.js`, the live dashboard at `/dashboard` and the quiz demo at
-//! `/demo/quiz`. Nothing here runs unless a browser asks: the dashboard polls the guarded API
-//! once a second while it is open and visible (an idle gateway does no work for it), so there is
-//! no server-side stream to bound or to end on shutdown.
+//! `/demo/quiz`. Nothing here runs unless a browser asks: the dashboard is fed by
+//! [`events`] (`/dashboard/events`, Server-Sent Events, one snapshot a second) only while it is
+//! open, so an idle gateway does no work for it.
 //!
 //! `/client/check` tells a client why its WebSocket upgrade was refused: a browser's WebSocket
 //! only sees a failed connection, never the 404/401 JSON the gateway answered.
+
+pub mod events;
 
 use axum::Router;
 use axum::extract::{Query, State};

@@ -1,4 +1,5 @@
-// The live dashboard: polls the guarded API once a second while the page is visible.
+// The live dashboard: reads the gateway's Server-Sent Events feed (/dashboard/events, one
+// snapshot a second) through fetch, so the API token can go in an Authorization header.
 const $ = (id) => document.getElementById(id);
 const WINDOW = 300; // seconds of history in the charts
 const samples = []; // {t, conn, inRate, outRate}
@@ -20,28 +21,6 @@ async function call(path, init = {}) {
     throw err;
   }
   return res;
-}
-
-async function api(op, system, body = {}) {
-  const res = await call("/api/websocket/" + op, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", systemId: system },
-    body: JSON.stringify(body),
-  });
-  const j = await res.json();
-  return j.data;
-}
-
-function parseMetrics(text) {
-  const out = { conn: {}, in: 0, out: 0 };
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue;
-    let m = line.match(/^wasmgate_connections\{system="([^"]*)"\} (\S+)/);
-    if (m) out.conn[m[1]] = Number(m[2]);
-    m = line.match(/^wasmgate_messages_(in|out)_total(?:\{[^}]*\})? (\S+)/);
-    if (m) out[m[1]] += Number(m[2]);
-  }
-  return out;
 }
 
 function text(tag, value, cls) {
@@ -98,7 +77,6 @@ function renderPlugins(list) {
         showError(e.message);
       } finally {
         b.disabled = false;
-        refresh();
       }
     };
     td.append(b);
@@ -114,25 +92,17 @@ function renderPlugins(list) {
   }
 }
 
-async function renderSystems(conn) {
-  const tb = $("systems");
+function renderSystems(systems) {
   const rows = [];
-  for (const system of Object.keys(conn).sort()) {
-    let groups = [];
-    try {
-      const g = await api("get_all_groups", system);
-      for (const name of (g && g.list) || []) {
-        const c = await api("get_client_count_by_group", system, { groupName: name });
-        groups.push(`${name} (${c ? c.count : "?"})`);
-      }
-    } catch (e) {
-      if (e.auth) throw e;
-    }
+  for (const name of Object.keys(systems).sort()) {
+    const sys = systems[name];
+    const shown = (sys.groups || []).map(([g, n]) => `${g} (${n})`);
+    if (sys.groupCount > shown.length) shown.push(`… ${sys.groupCount - shown.length} more`);
     const tr = document.createElement("tr");
-    tr.append(text("td", system), text("td", conn[system], "num"), text("td", groups.join(", ") || "–", "muted"));
+    tr.append(text("td", name), text("td", sys.connections, "num"), text("td", shown.join(", ") || "–", "muted"));
     rows.push(tr);
   }
-  tb.replaceChildren(...rows);
+  $("systems").replaceChildren(...rows);
 }
 
 function chart(svg, series, colors) {
@@ -176,56 +146,74 @@ function setLive(ok, label) {
   $("live").textContent = label;
 }
 
-let busy = false;
-async function refresh() {
-  if (busy) return;
-  busy = true;
+function apply(snap) {
+  const t = snap.t;
+  let inRate = 0, outRate = 0;
+  if (last && t > last.t) {
+    inRate = Math.max(0, (snap.messagesIn - last.in) / (t - last.t));
+    outRate = Math.max(0, (snap.messagesOut - last.out) / (t - last.t));
+  }
+  last = { t, in: snap.messagesIn, out: snap.messagesOut };
+  const conn = Object.values(snap.systems).reduce((a, s) => a + s.connections, 0);
+  samples.push({ t, conn, inRate, outRate });
+  while (samples.length && samples[0].t < t - WINDOW) samples.shift();
+  $("s-conn").textContent = conn;
+  $("s-in").textContent = inRate.toFixed(1);
+  $("s-out").textContent = outRate.toFixed(1);
+  $("s-plugins").textContent = snap.plugins.length;
+  renderPlugins(snap.plugins);
+  renderSystems(snap.systems);
+  chart($("chart-conn"), [samples.map((s) => [s.t, s.conn])], ["#5b8cff"]);
+  chart($("chart-rate"), [samples.map((s) => [s.t, s.inRate]), samples.map((s) => [s.t, s.outRate])], ["#2fbf71", "#f0b429"]);
+}
+
+// One stream at a time; it is reopened a second after it ends (gateway restarted, network).
+let feed = null;
+async function stream() {
+  const ctl = new AbortController();
+  feed = ctl;
   try {
-    const [mres, pres] = await Promise.all([call("/metrics"), call("/api/plugins")]);
-    const m = parseMetrics(await mres.text());
-    const pj = pres.ok ? await pres.json() : { data: { list: [] } };
-    const plugins = (pj.data && pj.data.list) || [];
-    const t = Date.now() / 1000;
-    let inRate = 0, outRate = 0;
-    if (last && t > last.t) {
-      inRate = Math.max(0, (m.in - last.in) / (t - last.t));
-      outRate = Math.max(0, (m.out - last.out) / (t - last.t));
+    const res = await call("/dashboard/events", { signal: ctl.signal, headers: { Accept: "text/event-stream" } });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.msg || "HTTP " + res.status);
     }
-    last = { t, in: m.in, out: m.out };
-    const conn = Object.values(m.conn).reduce((a, b) => a + b, 0);
-    samples.push({ t, conn, inRate, outRate });
-    while (samples.length && samples[0].t < t - WINDOW) samples.shift();
-    $("s-conn").textContent = conn;
-    $("s-in").textContent = inRate.toFixed(1);
-    $("s-out").textContent = outRate.toFixed(1);
-    $("s-plugins").textContent = plugins.length;
-    renderPlugins(plugins);
-    await renderSystems(m.conn);
-    chart($("chart-conn"), [samples.map((s) => [s.t, s.conn])], ["#5b8cff"]);
-    chart($("chart-rate"), [samples.map((s) => [s.t, s.inRate]), samples.map((s) => [s.t, s.outRate])], ["#2fbf71", "#f0b429"]);
-    setLive(true, "live");
-    showError("");
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the live feed ended");
+      buf += value;
+      let end;
+      while ((end = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+        if (!data) continue; // keep-alive comment
+        apply(JSON.parse(data));
+        setLive(true, "live");
+        showError("");
+      }
+    }
   } catch (e) {
+    if (ctl.signal.aborted) return;
     if (e.auth) {
       $("token-box").classList.remove("hidden");
       setLive(false, "needs API token");
       showError("The API refused this page: " + e.message + ". Enter the gateway's api_token.");
-    } else {
-      setLive(false, "gateway unreachable");
-      showError("Cannot reach the gateway (stopped?): " + e.message + ". Retrying every second.");
+      return; // wait for a token
     }
-  } finally {
-    busy = false;
+    setLive(false, "gateway unreachable");
+    showError("Cannot reach the gateway (stopped?): " + e.message + ". Retrying every second.");
   }
+  if (feed === ctl) setTimeout(() => { if (feed === ctl) stream(); }, 1000);
 }
 
 $("token-btn").onclick = () => {
   token = $("token").value.trim();
   sessionStorage.setItem("wasmgate.token", token);
-  refresh();
+  if (feed) feed.abort();
+  stream();
 };
 
-setInterval(() => {
-  if (!document.hidden) refresh();
-}, 1000);
-refresh();
+stream();
