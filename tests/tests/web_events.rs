@@ -85,8 +85,15 @@ async fn snapshots_show_systems_groups_and_message_totals_live() {
         }
     }
     assert_eq!(seen["systems"]["app"]["connections"], 1, "{seen}");
-    assert_eq!(seen["systems"]["app"]["groups"], json!([["room", 1]]), "{seen}");
-    assert!(seen["t"].as_f64() > first["t"].as_f64(), "{first} then {seen}");
+    assert_eq!(
+        seen["systems"]["app"]["groups"],
+        json!([["room", 1]]),
+        "{seen}"
+    );
+    assert!(
+        seen["t"].as_f64() > first["t"].as_f64(),
+        "{first} then {seen}"
+    );
     assert!(seen["plugins"].is_array());
     gw.stop().await;
 }
