@@ -44,6 +44,7 @@ async fn an_idle_gateway_reads_no_plugin_file() {
         reads(&gw, "broken"),
         failed_loads(&gw, "broken"),
     );
+    let flushes = metric(&gw, "wasmgate_plugin_store_flushes_total");
     assert!(echo >= 1.0 && broken >= 1.0, "initial load read each file");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(reads(&gw, "echo"), echo, "idle: no read of echo.wasm");
@@ -53,6 +54,43 @@ async fn an_idle_gateway_reads_no_plugin_file() {
         errors,
         "a bad file is not retried"
     );
+    // The key-value flush waits for a change instead of checking every 200 ms.
+    assert_eq!(
+        metric(&gw, "wasmgate_plugin_store_flushes_total"),
+        flushes,
+        "idle: no key-value flush pass"
+    );
+}
+
+#[tokio::test]
+async fn a_store_change_is_written_after_it_happened() {
+    let dir = folder();
+    install(dir.path(), "hostcalls", HOSTCALLS);
+    let gw = TestGateway::start(config(dir.path())).await;
+    wait_plugin(&gw, "hostcalls", "loaded", |p| p["version"].is_string()).await;
+    let before = metric(&gw, "wasmgate_plugin_store_flushes_total");
+    let mut client = gw.connect("hostcalls").await;
+    ok(
+        &mut client,
+        "kv-set",
+        serde_json::json!({"key": "k", "value": "v1"}),
+    )
+    .await;
+    let store = dir.path().join(".kv").join("hostcalls.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&store).unwrap_or_default();
+        if text.contains("v1") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store not written: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metric(&gw, "wasmgate_plugin_store_flushes_total") > before);
+    gw.stop().await;
 }
 
 #[tokio::test]

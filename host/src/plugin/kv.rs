@@ -11,9 +11,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tracing::warn;
 
 use super::bindings::WitError;
@@ -65,6 +67,9 @@ pub(crate) struct Kv {
     inner: Mutex<Inner>,
     /// Flushes take turns, so an older snapshot never overwrites a newer one.
     write_turn: Mutex<()>,
+    /// Woken on every change, so the runtime flushes when something changed instead of
+    /// checking every store on a timer (an idle gateway must not wake up at all).
+    changed: Option<Arc<Notify>>,
 }
 
 fn quota(what: &str) -> WitError {
@@ -122,6 +127,7 @@ impl Kv {
             path,
             inner: Mutex::new(inner),
             write_turn: Mutex::new(()),
+            changed: None,
         }
     }
 
@@ -163,6 +169,8 @@ impl Kv {
         inner.bytes = bytes;
         inner.map.insert(key.to_owned(), value);
         inner.dirty = true;
+        drop(inner);
+        self.changed();
         Ok(())
     }
 
@@ -174,6 +182,8 @@ impl Kv {
             Some(v) => {
                 inner.bytes -= key.len() + v.len();
                 inner.dirty = true;
+                drop(inner);
+                self.changed();
                 Ok(true)
             }
             None => Ok(false),
@@ -240,8 +250,21 @@ impl Kv {
         let result = write_atomically_to(&self.path, &data);
         if result.is_err() {
             self.inner.lock().dirty = true;
+            self.changed();
         }
         result
+    }
+
+    /// Wake `changed` on every change from now on.
+    pub(crate) fn notify_changes(mut self, changed: Arc<Notify>) -> Self {
+        self.changed = Some(changed);
+        self
+    }
+
+    fn changed(&self) {
+        if let Some(n) = &self.changed {
+            n.notify_one();
+        }
     }
 
     /// Where the store persists.

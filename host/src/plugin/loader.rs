@@ -269,7 +269,8 @@ impl PluginHost {
             rt: self.rt.clone(),
             limits: self.limits,
             mailbox: Mailbox::new(self.queue_bounds),
-            kv: Kv::open(self.kv_dir.join(format!("{name}.json"))),
+            kv: Kv::open(self.kv_dir.join(format!("{name}.json")))
+                .notify_changes(self.kv_changed.clone()),
             timers: Timers::default(),
             stats: Default::default(),
             metrics: self.metrics.clone(),

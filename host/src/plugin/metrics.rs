@@ -70,6 +70,8 @@ pub(crate) struct PluginMetrics {
     /// Reads of plugin files by the loader: flat while the folder does not change (an idle
     /// gateway reads nothing), so tests and operators can check it without strace.
     pub file_reads: Family<PluginLabel, Counter>,
+    /// Passes that write changed key-value stores: one per burst of changes, none while idle.
+    pub store_flushes: Counter,
 }
 
 impl PluginMetrics {
@@ -82,6 +84,7 @@ impl PluginMetrics {
             call_seconds: Family::new_with_constructor(call_histogram),
             budget_exceeded: Family::default(),
             file_reads: Family::default(),
+            store_flushes: Counter::default(),
         };
         let families = this.clone();
         metrics.register(move |r| {
@@ -110,6 +113,11 @@ impl PluginMetrics {
                 "plugin_file_reads",
                 "Plugin files read by the loader",
                 families.file_reads,
+            );
+            r.register(
+                "plugin_store_flushes",
+                "Passes writing changed plugin key-value stores",
+                families.store_flushes,
             );
         });
         this

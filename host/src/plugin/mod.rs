@@ -102,6 +102,8 @@ pub struct PluginHost {
     dir: Option<PathBuf>,
     /// Where key-value stores persist.
     kv_dir: PathBuf,
+    /// Woken when any plugin's key-value store changed: the flush waits on it.
+    kv_changed: Arc<tokio::sync::Notify>,
     /// Limits of every instance.
     limits: Limits,
     /// Bounds of each plugin's event queue.
@@ -176,6 +178,7 @@ impl PluginHost {
             linker,
             dir: dir.clone(),
             kv_dir,
+            kv_changed: Arc::new(tokio::sync::Notify::new()),
             limits,
             plugins: RwLock::new(BTreeMap::new()),
             routes: RwLock::new(HashMap::new()),
@@ -206,15 +209,21 @@ impl PluginHost {
         Ok(host)
     }
 
-    /// Watch-driven syncs and periodic key-value flushes until shutdown, then stop everything.
+    /// Watch-driven syncs and key-value flushes until shutdown, then stop everything. A flush
+    /// runs [`FLUSH_INTERVAL`] after a store changed (batching the changes of that interval),
+    /// never on a timer: an idle gateway does not wake up for it.
     async fn background(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<String>) {
         let token = self.gateway.shutdown_token().clone();
-        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = token.cancelled() => break,
-                _ = flush.tick() => self.flush_all().await,
+                () = self.kv_changed.notified() => {
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(FLUSH_INTERVAL) => {}
+                    }
+                    self.flush_all().await;
+                }
                 Some(name) = changes.recv() => {
                     let host = self.clone();
                     tokio::spawn(async move {
@@ -245,6 +254,7 @@ impl PluginHost {
 
     /// Write every changed key-value store.
     async fn flush_all(&self) {
+        self.metrics.store_flushes.inc();
         let plugins: Vec<_> = self.plugins.read().values().cloned().collect();
         flush(plugins).await;
     }
