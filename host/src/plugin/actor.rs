@@ -135,6 +135,7 @@ pub(crate) fn instantiate(
     store.limiter(|s| &mut s.limits);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(init_ticks);
+    let _ticking = super::engine::ticking();
     let timeout = plugin.limits.init_timeout;
     let bindings = loaded.pre.instantiate(&mut store).map_err(|e| {
         let stderr = store.data().log.stderr_tail();
@@ -281,12 +282,14 @@ impl Actor {
         let instance = self.instance.as_mut()?;
         instance.store.data_mut().begin_event(system.clone());
         instance.store.set_epoch_deadline(self.call_ticks);
+        let ticking = super::engine::ticking();
         let started = Instant::now();
         // A panic in host code must not kill the actor: treat it like a trap.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             f(&instance.bindings, &mut instance.store)
         }));
         let took = started.elapsed();
+        drop(ticking);
         instance.store.data_mut().end_event();
         let plugin = &self.plugin;
         plugin.stats.events_handled.fetch_add(1, Ordering::Relaxed);

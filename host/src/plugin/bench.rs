@@ -71,6 +71,7 @@ impl DirectInstance {
         let store = &mut self.instance.store;
         store.data_mut().begin_event(self.system.clone());
         store.set_epoch_deadline(self.call_ticks);
+        let _ticking = super::engine::ticking();
         let msg = WitMessage::Text(text.to_owned());
         let result = self
             .instance

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use parking_lot::{Condvar, Mutex};
 use wasmtime::component::Component;
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
@@ -61,6 +63,37 @@ static RUNTIMES: Mutex<Vec<(PathBuf, Arc<Runtime>)>> = Mutex::new(Vec::new());
 static TICKED: Mutex<Vec<Engine>> = Mutex::new(Vec::new());
 /// Started once per process.
 static TICKER: OnceLock<Result<(), String>> = OnceLock::new();
+/// Guest calls in flight in this process. The ticker only runs while there is one: an idle
+/// gateway must not wake up 200 times a second to advance epochs nobody waits on.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// Whether the ticker is parked (or about to park) waiting for a call.
+static PARKED: AtomicBool = AtomicBool::new(false);
+/// The ticker parks on these.
+static PARK: Mutex<()> = Mutex::new(());
+static WAKE: Condvar = Condvar::new();
+
+/// Held while a guest call runs, so that the epoch advances and its deadline can fire.
+/// Deadlines are set relative to the current epoch, so the ticks while parked are not missed.
+pub(crate) struct Ticking(());
+
+/// Mark a guest call in flight until the returned guard is dropped. Costs two atomic
+/// operations; only the first call after the ticker parked (≥ one tick of idleness) wakes it.
+pub(crate) fn ticking() -> Ticking {
+    ACTIVE.fetch_add(1, Ordering::SeqCst);
+    // Pairs with the ticker's store of PARKED then load of ACTIVE (both SeqCst): either it
+    // sees this call, or this sees it parked and wakes it under the lock it waits with.
+    if PARKED.load(Ordering::SeqCst) {
+        let _guard = PARK.lock();
+        WAKE.notify_one();
+    }
+    Ticking(())
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The runtime whose disk cache is `cache_dir` (created if needed), with the ticker running.
 pub(crate) fn runtime(cache_dir: &Path) -> Result<Arc<Runtime>, String> {
@@ -98,6 +131,14 @@ fn start_ticker() -> Result<(), String> {
                 .name("wasmgate-epoch".into())
                 .spawn(|| {
                     loop {
+                        {
+                            let mut guard = PARK.lock();
+                            PARKED.store(true, Ordering::SeqCst);
+                            while ACTIVE.load(Ordering::SeqCst) == 0 {
+                                WAKE.wait(&mut guard);
+                            }
+                            PARKED.store(false, Ordering::SeqCst);
+                        }
                         std::thread::sleep(EPOCH_TICK);
                         for engine in TICKED.lock().iter() {
                             engine.increment_epoch();
@@ -172,5 +213,35 @@ mod tests {
         assert_eq!(first, CodeSource::Compiler);
         let (_, second) = rt.compile(&EMPTY_COMPONENT).expect("compiles");
         assert_eq!(second, CodeSource::DiskCache);
+    }
+
+    /// Wait until `f` holds, at most 5 s.
+    fn eventually(f: impl Fn() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn the_ticker_runs_only_while_a_guest_call_is_in_flight() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _rt = runtime(dir.path()).expect("runtime");
+        // Idle: the ticker parks (it used to wake every 5 ms forever).
+        assert!(
+            eventually(|| PARKED.load(Ordering::SeqCst)),
+            "parks when idle"
+        );
+        let call = ticking();
+        assert!(
+            eventually(|| !PARKED.load(Ordering::SeqCst)),
+            "runs during a call"
+        );
+        drop(call);
+        assert!(eventually(|| PARKED.load(Ordering::SeqCst)), "parks again");
     }
 }
