@@ -36,8 +36,15 @@ enum { MAX_NAME = 32, MAX_ROOM = 64, MAX_TEXT = 2000 };
 
 typedef wasmgate_plugin_host_error_t host_error;
 
-/* Plugin memory: lost on a trap or a reload, so only the config lives here. */
+/* Plugin memory: lost on a trap or a reload, and private to one instance of a pool
+ * (`instances = N`), so only the config lives here (every instance reads the same config).
+ * Names and rooms live in the gateway's registry, which every instance shares. */
 static char *g_version;
+
+/* The key on_nick reads to take the plugin's key-value lock: the first kv call of an event holds
+ * it until the event returns, across every instance of a pool, so the "is the name free?" check
+ * and the bind cannot interleave with another instance's nick. Never written. */
+static const char NICK_LOCK[] = "lock:nick";
 
 /* ---- small helpers --------------------------------------------------------------------- */
 
@@ -188,6 +195,15 @@ static void out_strings(sb *out, const plugin_string_t *items, size_t n) {
 static void on_nick(req *r) {
     char *name = field(r, "name", MAX_NAME);
     if (!name) return;
+    plugin_string_t lock_key = borrow_c(NICK_LOCK);
+    plugin_option_list_u8_t unused;
+    host_error lock_err;
+    if (!wasmgate_plugin_host_kv_get(&lock_key, &unused, &lock_err)) {
+        fail_host(r, &lock_err);
+        free(name);
+        return;
+    }
+    plugin_option_list_u8_free(&unused);
     plugin_string_t uid = borrow_c(name);
     wasmgate_plugin_host_list_client_id_t owners;
     wasmgate_plugin_host_get_client_ids_by_uid(&uid, &owners);

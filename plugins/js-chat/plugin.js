@@ -23,8 +23,15 @@ const MAX_NAME = 32;
 const MAX_ROOM = 64;
 const MAX_TEXT = 2000;
 
-// Plugin memory: lost on a trap or a reload, so only the config lives here.
+// Plugin memory: lost on a trap or a reload, and private to one instance of a pool
+// (`instances = N`), so only the config lives here (every instance reads the same config).
+// Names and rooms live in the gateway's registry, which every instance shares.
 let configVersion = "1";
+
+// The key `nick` reads to take the plugin's key-value lock: the first kv call of an event holds
+// it until the event returns, across every instance of a pool, so the "is the name free?"
+// check and the bind cannot interleave with another instance's `nick`. Never written.
+const NICK_LOCK = "lock:nick";
 
 /** Thrown by handlers to produce an error reply. */
 class Reply extends Error {
@@ -88,6 +95,7 @@ function nameOf(client) {
 const handlers = {
   nick(client, data) {
     const name = field(data, "name", MAX_NAME);
+    call(() => host.kvGet(NICK_LOCK));
     const owners = host.getClientIdsByUid(name);
     if (owners.some((c) => c !== client)) {
       throw new Reply(CONFLICT, `nick '${name}' is taken`);

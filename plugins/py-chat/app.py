@@ -36,8 +36,15 @@ MAX_NAME = 32
 MAX_ROOM = 64
 MAX_TEXT = 2000
 
-# Plugin memory: lost on a trap or a reload, so only the config lives here.
+# Plugin memory: lost on a trap or a reload, and private to one instance of a pool
+# (`instances = N`), so only the config lives here (every instance reads the same config).
+# Names and rooms live in the gateway's registry, which every instance shares.
 _version = "1"
+
+# The key `nick` reads to take the plugin's key-value lock: the first kv call of an event holds
+# it until the event returns, across every instance of a pool, so the "is the name free?" check
+# and the bind cannot interleave with another instance's `nick`. Never written.
+NICK_LOCK = "lock:nick"
 
 T = TypeVar("T")
 
@@ -94,6 +101,7 @@ def name_of(client: str) -> str:
 
 def on_nick(client: str, data: Dict[str, Any]) -> Any:
     name = field(data, "name", MAX_NAME)
+    call(lambda: host.kv_get(NICK_LOCK))
     if any(c != client for c in host.get_client_ids_by_uid(name)):
         raise Reply(CONFLICT, f"nick '{name}' is taken")
     old = call(lambda: host.get_uid_by_client_id(client))

@@ -5,6 +5,12 @@
 //! config) and a hot reload loses nothing. Joining and leaving rooms also triggers the
 //! gateway's own group notices (codes 1001/1002) to the room's other members.
 //!
+//! Pooled (`instances = N`): every instance sees the same registry, so rooms, nicknames and
+//! whispers work across instances with no change. The one check-then-act, `nick` (is the name
+//! free? then bind it), would race between two instances handling two clients at once: it
+//! first takes the plugin's key-value lock (`NICK_LOCK`), which serializes every `nick` of
+//! every instance.
+//!
 //! # Protocol
 //!
 //! A client sends JSON text frames `{"event":"<name>","data":{...}}`. Every request is answered
@@ -54,6 +60,12 @@ const MAX_ROOM: usize = 64;
 /// Longest chat line, in characters.
 const MAX_TEXT: usize = 2000;
 
+/// The key `nick` reads to take the plugin's key-value lock. The first kv call of an event holds
+/// that lock until the event returns, across all instances of a pool, so the name check and the
+/// bind below cannot interleave with another instance's `nick`. The key is never written: the
+/// read only serves as a lock, and the registry stays the one place names live.
+const NICK_LOCK: &str = "lock:nick";
+
 /// The plugin. Only the configured version lives in memory; the rest is in the registry.
 struct Chat {
     /// Reported by the `version` event, so a hot reload can be observed.
@@ -100,6 +112,7 @@ struct TimerPayload {
 impl Chat {
     fn nick(&mut self, client: &str, data: Value) -> HandlerResult {
         let name = field(&data, "name", MAX_NAME)?;
+        host::kv_get(NICK_LOCK)?;
         let owners = host::get_client_ids_by_uid(&name);
         if owners.iter().any(|c| c != client) {
             return Err(EventError::with_code(

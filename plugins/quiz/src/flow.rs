@@ -1,6 +1,10 @@
 //! The game loop: ask a question, close it (at the deadline or when all answered), show the
 //! result, pause, ask the next, and finish. Every step loads and stores the state in the
-//! key-value store, so consecutive steps may run in different instances or versions.
+//! key-value store, so consecutive steps may run in different instances or versions: under a
+//! pool (`instances = N`) a countdown fires on the instance that set it, which is whichever
+//! instance ran the previous step, not necessarily one serving a player of the room. Each step
+//! runs under the plugin's key-value lock (taken by its first kv call), so steps of one game
+//! never interleave.
 
 use serde_json::json;
 use wasmgate_guest::prelude::*;
@@ -27,11 +31,7 @@ pub fn ask(room: &str, mut game: Game, index: usize) -> Result<(), Error> {
     game.phase = Phase::Asking;
     game.answers.clear();
     game.deadline_ms = host::now_ms().saturating_add(game.question_ms);
-    let tick = Tick {
-        room: room.to_owned(),
-        index,
-        phase: Phase::Asking,
-    };
+    let tick = game.tick(room, Phase::Asking);
     game.timer = host::set_timer_json(game.question_ms, &tick)?;
     save_game(room, &game)?;
     push_to_group(room, "question", &game.question_push(), &[])?;
@@ -44,7 +44,7 @@ pub fn tick(tick: &Tick) -> Result<(), Error> {
     let Some(game) = load_game(&tick.room)? else {
         return Ok(());
     };
-    if game.index != tick.index || game.phase != tick.phase {
+    if !game.expects(tick) {
         log_debug!("stale quiz timer for {} question {}", tick.room, tick.index);
         return Ok(());
     }
@@ -92,11 +92,7 @@ fn close(room: &str, mut game: Game) -> Result<(), Error> {
     }
     game.phase = Phase::Pause;
     game.answers.clear();
-    let tick = Tick {
-        room: room.to_owned(),
-        index: game.index,
-        phase: Phase::Pause,
-    };
+    let tick = game.tick(room, Phase::Pause);
     game.timer = host::set_timer_json(game.pause_ms, &tick)?;
     save_game(room, &game)
 }

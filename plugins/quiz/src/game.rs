@@ -39,6 +39,10 @@ pub struct Answer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Game {
+    /// Unique per game (a counter in the store), carried by its timers: a timer of an earlier
+    /// game in the same room is stale. 0 for games stored before ids existed.
+    #[serde(default)]
+    pub id: u64,
     /// The client that started the game (only it may `stop` it).
     pub host: String,
     /// The questions, copied at `start` so a config change by a reload cannot alter a game.
@@ -93,9 +97,29 @@ pub struct Tick {
     pub index: usize,
     /// The phase the timer ends.
     pub phase: Phase,
+    /// The game's [`Game::id`] (0 in timers set before ids existed, matching such games).
+    #[serde(default)]
+    pub game: u64,
 }
 
 impl Game {
+    /// The timer payload ending `phase` of the current question.
+    pub fn tick(&self, room: &str, phase: Phase) -> Tick {
+        Tick {
+            room: room.to_owned(),
+            index: self.index,
+            phase,
+            game: self.id,
+        }
+    }
+
+    /// Whether `tick` is this game's pending timer. A cancelled timer may still arrive: it was
+    /// already taken by its instance when another instance cancelled it (pooled plugins) or
+    /// it fired just before; it then names an older question, phase or game and is ignored.
+    pub fn expects(&self, tick: &Tick) -> bool {
+        self.id == tick.game && self.index == tick.index && self.phase == tick.phase
+    }
+
     /// The current question.
     pub fn question(&self) -> Option<&Question> {
         self.questions.get(self.index)
@@ -225,6 +249,7 @@ mod tests {
 
     fn game() -> Game {
         Game {
+            id: 7,
             host: "h".into(),
             questions: vec![Question {
                 text: "2+2?".into(),
@@ -279,9 +304,36 @@ mod tests {
             room: "r".into(),
             index: 3,
             phase: Phase::Pause,
+            game: 7,
         };
         let text = serde_json::to_string(&tick)?;
-        assert_eq!(text, r#"{"room":"r","index":3,"phase":"pause"}"#);
+        assert_eq!(text, r#"{"room":"r","index":3,"phase":"pause","game":7}"#);
+        Ok(())
+    }
+
+    #[test]
+    fn ticks_of_other_questions_phases_or_games_are_stale() -> Result<(), serde_json::Error> {
+        let g = game();
+        let tick = g.tick("r", Phase::Asking);
+        assert!(g.expects(&tick));
+        assert!(!g.expects(&g.tick("r", Phase::Pause)));
+        assert!(!g.expects(&Tick {
+            index: 1,
+            ..tick.clone()
+        }));
+        // The same room, question and phase of the game before this one: a timer that was
+        // already taken when that game was stopped must not close this game's question.
+        assert!(!g.expects(&Tick {
+            game: 6,
+            ..tick.clone()
+        }));
+        // Games and timers stored by a version without ids still match each other.
+        let old: Tick = serde_json::from_str(r#"{"room":"r","index":0,"phase":"asking"}"#)?;
+        let mut stored = serde_json::to_value(&g)?;
+        stored.as_object_mut().map(|o| o.remove("id"));
+        let old_game: Game = serde_json::from_value(stored)?;
+        assert!(old_game.expects(&old));
+        assert!(!g.expects(&old));
         Ok(())
     }
 

@@ -10,6 +10,14 @@
 //! mid-question: the new version reads the same state, keeps the same scores and question, and
 //! receives the pending timers. Plugin memory only holds the parsed init config.
 //!
+//! Pooled (`instances = N`): players of one room may be served by different instances, and a
+//! countdown fires on whichever instance set it. Every handler already loads the game from the
+//! store, and its first kv call holds the plugin's key-value lock until it returns, so an answer,
+//! a timer tick and a `start` never interleave, whatever instance runs them. `join` takes that
+//! lock before checking that a name is free (see [`enter`]), and every game gets an id from the
+//! store that its timers carry, so a tick from an earlier game in the same room is ignored even
+//! when it was already on its way when that game ended.
+//!
 //! # Protocol
 //!
 //! Requests are JSON text frames `{"event":"<name>","data":{...}}`, answered
@@ -68,6 +76,11 @@ const CONFLICT: i32 = 409;
 const MAX_NAME: usize = 64;
 /// The info key holding the room a client plays in.
 const ROOM_INFO: &str = "quiz.room";
+/// The key `enter` reads to take the plugin's key-value lock before checking a name (never
+/// written: the registry holds the names).
+const NAME_LOCK: &str = "lock:names";
+/// The counter giving each game its id.
+const GAME_IDS: &str = "games";
 
 /// The plugin: only the parsed config lives in memory.
 #[derive(Default)]
@@ -101,6 +114,10 @@ fn opt_ms(data: &Value, field: &str) -> Result<Option<u64>, EventError> {
 /// Returns the player's name.
 fn enter(client: &str, room: &str, name: Option<&str>) -> Result<String, EventError> {
     if let Some(name) = name {
+        // Under a pool two instances may check the same free name at once and both bind it.
+        // The first kv call of an event takes the plugin's key-value lock until the event
+        // returns, so this read makes the check and the bind one step across instances.
+        host::kv_get(NAME_LOCK)?;
         if host::get_client_ids_by_uid(name)
             .iter()
             .any(|c| c != client)
@@ -153,7 +170,9 @@ impl Quiz {
             ));
         }
         enter(client, &room, name.as_deref())?;
+        let id = u64::try_from(host::kv_incr(GAME_IDS, 1)?).unwrap_or_default();
         let game = Game {
+            id,
             host: client.to_owned(),
             questions: self.config.questions.clone(),
             question_ms,
