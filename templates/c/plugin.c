@@ -13,8 +13,10 @@
 
 #include "plugin.h"
 
-/* Globals live as long as the instance: a trap or a reload starts afresh. Keep what must
- * survive in the key-value store (wasmgate_plugin_host_kv_set / _kv_incr), as the counter below. */
+/* Globals live as long as the instance: a trap or a reload starts afresh, and with
+ * `instances = N` each instance has its own (init runs in each). Keep what must survive, or what
+ * other clients need, in the key-value store (wasmgate_plugin_host_kv_set / _kv_incr), as the
+ * counter below (kv_incr is atomic across instances), or in the registry. */
 
 static void log_info(const char *text) {
     plugin_string_t s;

@@ -7,8 +7,9 @@ import * as host from "wasmgate:plugin/host@0.1.0";
 /** @typedef {import("./types/plugin.js").Message} Message */
 /** @typedef {import("./types/plugin.js").CloseReason} CloseReason */
 
-// Module state lives as long as the instance: a trap or a reload starts afresh.
-// Keep what must survive in the key-value store (host.kvSet / host.kvIncr).
+// Module state lives as long as the instance: a trap or a reload starts afresh, and with
+// `instances = N` each instance has its own (init runs in each). Keep what must survive, or what
+// other clients need, in the key-value store (host.kvSet / host.kvIncr) or the registry.
 let prefix = "echo: ";
 
 /**

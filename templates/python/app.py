@@ -10,8 +10,9 @@ from componentize_py_types import Err
 from wit_world.imports import host
 from wit_world.imports.types import CloseReason, Level, Message, Message_Text
 
-# Module state lives as long as the instance: a trap or a reload starts afresh.
-# Keep what must survive in the key-value store (host.kv_set / host.kv_incr).
+# Module state lives as long as the instance: a trap or a reload starts afresh, and with
+# `instances = N` each instance has its own (init runs in each). Keep what must survive, or what
+# other clients need, in the key-value store (host.kv_set / host.kv_incr) or the registry.
 prefix = "echo: "
 
 

@@ -122,8 +122,8 @@ async fn a_quiz_survives_hot_reloads_mid_question() {
     cfg.plugins.insert(
         "quiz".into(),
         PluginConfig {
-            systems: vec![],
             config: questions.to_string(),
+            ..PluginConfig::default()
         },
     );
     let gw = TestGateway::start(cfg).await;

@@ -41,8 +41,8 @@ const RACE_ROUNDS: usize = 40;
 /// instances.
 fn pooled(cfg: &mut Config, name: &str, init: &str) {
     let base = PluginConfig {
-        systems: vec![],
         config: init.to_owned(),
+        ..PluginConfig::default()
     };
     let mut entry = serde_json::to_value(&base).unwrap();
     entry["instances"] = json!(INSTANCES);

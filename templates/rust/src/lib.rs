@@ -1,6 +1,10 @@
 //! A minimal wasmgate plugin: every client joins the group `lobby`; `{"event":"hello","data":
 //! {"name":"ann"}}` is answered with a greeting and a visit counter kept in the key-value store
 //! (it survives hot reloads); `{"event":"shout","data":{"text":"hi"}}` goes to the whole lobby.
+//!
+//! The plugin keeps nothing in memory, so it runs unchanged as a pool (`instances = N`): the
+//! counter is a `kv_incr`, atomic across instances, and the lobby is a group of the registry,
+//! which every instance shares.
 
 use serde_json::{Value, json};
 use wasmgate_guest::prelude::*;
