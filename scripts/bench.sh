@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark wasmgate against Node `ws` and Socket.IO: every scenario, one command.
 #
-#   scripts/bench.sh [--smoke] [--soak] [--release|--debug] [--servers LIST] [--install-peers] [-- ARGS...]
+#   scripts/bench.sh [--smoke] [--soak] [--runs N] [--only LIST] [--layout pinned|free]
+#                    [--plugin-instances N] [--release|--debug] [--servers LIST] [--install-peers]
+#                    [-- ARGS...]
 #
 # Builds the load generator, the gateway and the echo plugins (Rust: the `hostcalls` test guest;
 # JavaScript and Python: bench/plugins/{js,py}-echo, whose toolchains scripts/toolchains.sh
-# installs), installs the peers (`npm ci` in bench/peers), then runs `wasmgate-bench all` with the load generator on
-# CPU 0 and each server on CPU 1 (`taskset`). Prints a Markdown table and writes it, with the raw
-# JSON, to bench/results/latest.{md,json} (smoke runs: bench/results/smoke.{md,json}).
+# installs), installs the peers (`npm ci` in bench/peers), then runs `wasmgate-bench all` N times
+# (every scenario against every server in each run) with the load generator on CPU 0 and each
+# server on CPU 1 (`taskset`). Prints a Markdown table of medians and per-run ratios and writes
+# it, with every run's raw JSON, to bench/results/latest.{md,json} (smoke runs:
+# bench/results/smoke.{md,json}; --only runs: bench/results/only-<list>-<layout>.{md,json}).
 #
 #   --smoke          tiny sizes (tens of connections); under a minute once built. Builds the
 #                    debug profile unless --release is given (it shares `cargo test`'s artefacts).
@@ -15,6 +19,17 @@
 #                    churn, chat and pushes, fails on any error or end RSS > 1.10 x warm-up RSS.
 #                    Results in bench/results/soak.{md,json} (soak-smoke.* with --smoke);
 #                    shorter: -- --soak-duration 60
+#   --runs N         runs (default 5; --smoke and --soak: 1). Medians over the runs, ratios
+#                    to Node ws computed inside each run (median and min–max shown)
+#   --only LIST      only these scenarios: idle, fanout, fanout-group, echo (= echo-native +
+#                    echo-app), echo-native, echo-app, scaling, storm, reload
+#   --layout L       pinned (default): load generator on CPU 0, servers on CPU 1;
+#                    free: servers unpinned (every core), the load generator on CPU 0 at nice
+#                    10 (see bench/README.md). The scaling scenario pins its one-core half to
+#                    CPU 1 in both layouts.
+#   --plugin-instances N   [plugins.echo] instances = N in the gateways of the scaling and
+#                    hot-reload scenarios (left out by default)
+#   --client-threads N     worker threads of the load generator (default 1)
 #   --release        build the release profile (default for full runs)
 #   --debug          build the debug profile
 #   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three)
@@ -31,6 +46,11 @@ soak=0
 profile=""
 servers="wasmgate,ws,socketio"
 install_only=0
+runs=""
+only=""
+layout=pinned
+instances=""
+client_threads=""
 extra=()
 
 while [ $# -gt 0 ]; do
@@ -43,14 +63,28 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "--servers needs a list" >&2; exit 2; }
       servers="$2"; shift 2 ;;
     --install-peers) install_only=1; shift ;;
+    --runs|--only|--layout|--plugin-instances|--client-threads)
+      [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }
+      case "$1" in
+        --runs) runs="$2" ;;
+        --only) only="$2" ;;
+        --layout) layout="$2" ;;
+        --plugin-instances) instances="$2" ;;
+        --client-threads) client_threads="$2" ;;
+      esac
+      shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 if [ -z "$profile" ]; then
   if [ "$smoke" = 1 ]; then profile=debug; else profile=release; fi
 fi
+if [ -z "$runs" ]; then
+  if [ "$smoke" = 1 ] || [ "$soak" = 1 ]; then runs=1; else runs=5; fi
+fi
+case "$layout" in pinned|free) ;; *) echo "--layout is pinned or free" >&2; exit 2 ;; esac
 
 log() { echo "bench.sh: $*" >&2; }
 
@@ -150,6 +184,14 @@ if [ "$soak" = 1 ]; then
   name=soak
   [ "$smoke" = 1 ] && name=soak-smoke
 fi
+if [ -n "$only" ] && [ "$soak" = 0 ]; then
+  args+=(--only "$only")
+  name="only-${only//,/+}-$layout"
+  [ "$smoke" = 1 ] && name="smoke-$name"
+fi
+args+=(--runs "$runs" --layout "$layout")
+[ -n "$instances" ] && args+=(--plugin-instances "$instances")
+[ -n "$client_threads" ] && args+=(--client-threads "$client_threads")
 args+=(--markdown "$results/$name.md" --json "$results/$name.json")
 
 # One process may hold at most the hard limit of open files; the idle scenario needs ~19k.
@@ -158,7 +200,14 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 pin=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   pin=(taskset -c 0)
-  args+=(--server-cpu 1)
+  if [ "$layout" = pinned ]; then
+    args+=(--server-cpu 1)
+  else
+    # free: the servers may use every core (given explicitly: a child inherits the load
+    # generator's affinity otherwise); FREE_CLIENT_PIN below places the load generator.
+    args+=(--server-cpu "0-$(( $(nproc) - 1 ))")
+    pin=(${FREE_CLIENT_PIN:-taskset -c 0})
+  fi
 fi
 log "running: ${pin[*]} $bench_bin ${args[*]} ${extra[*]}"
 "${pin[@]}" "$bench_bin" "${args[@]}" "${extra[@]}"

@@ -42,6 +42,16 @@ pub struct MachineInfo {
     pub load_after: String,
 }
 
+/// Every online CPU as a `taskset -c` list (`0-N`): a server started with it may use every
+/// core even when this process is pinned to one (affinity is inherited otherwise).
+pub fn all_cpus() -> String {
+    let n = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(1)
+        .max(1);
+    format!("0-{}", n - 1)
+}
+
 /// The 1, 5 and 15 minute load averages.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

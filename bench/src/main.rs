@@ -1,8 +1,10 @@
 //! `wasmgate-bench`: a load generator that runs the same scenarios against wasmgate, a Node
 //! `ws` server and a Socket.IO server, and reports absolute numbers and ratios.
 //!
-//! It runs on a single-threaded tokio runtime with small per-connection buffers so that it
-//! stays much cheaper per connection than the servers it measures (pin it to its own core).
+//! It runs on a single-threaded tokio runtime (`--client-threads` for more) with small
+//! per-connection buffers so that it stays much cheaper per connection than the servers it
+//! measures (pin it to its own core). `--runs N` repeats every selected scenario against every
+//! server N times and reports medians and per-run ratios.
 
 mod client;
 mod cpu;
@@ -22,9 +24,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::params::Params;
-use crate::report::Report;
+use crate::report::{Report, RunReport};
+use crate::scenario::Scenario;
 use crate::scenario::fanout::Via;
-use crate::scenario::{Outcome, Scenario};
 use crate::server::{Launcher, ServerKind};
 
 #[derive(Parser)]
@@ -107,6 +109,32 @@ struct Cli {
     /// Apply the soak's RSS criterion (end ≤ 1.10 × warm-up) even in a smoke run.
     #[arg(long, global = true)]
     soak_check_rss: bool,
+    /// Runs: each runs every selected scenario against every server (fresh server processes).
+    #[arg(long, global = true, default_value_t = 1)]
+    runs: usize,
+    /// Only these scenarios (comma-separated: idle, fanout, fanout-group, echo, echo-native,
+    /// echo-app, scaling, storm, reload, soak), in the order of `all`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// The CPU layout's name, for the report (scripts/bench.sh applies it with `taskset`).
+    #[arg(long, global = true, default_value = "unpinned")]
+    layout: String,
+    /// Worker threads of the load generator (1 = a current-thread runtime).
+    #[arg(long, global = true, default_value_t = 1)]
+    client_threads: usize,
+    /// `[plugins.echo] instances = N` in the gateways of the echo scaling and hot-reload
+    /// scenarios (left out when not given: a gateway without the instance pool refuses it).
+    #[arg(long, global = true)]
+    plugin_instances: Option<usize>,
+    /// The CPU list of the one-core half of the echo scaling scenario.
+    #[arg(long, global = true)]
+    scaling_cpu: Option<String>,
+    /// Clients connected to the system of the group fan-out [full: 10000, smoke: 60].
+    #[arg(long, global = true)]
+    group_system_clients: Option<usize>,
+    /// Members of the group of the group fan-out [full: 1000, smoke: 20].
+    #[arg(long, global = true)]
+    group_members: Option<usize>,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -137,16 +165,29 @@ impl Command {
             Command::Storm => vec![Scenario::Storm],
             Command::Reload => vec![Scenario::Reload],
             Command::Soak => vec![Scenario::Soak],
-            Command::All => vec![
-                Scenario::Idle,
-                Scenario::Fanout,
-                Scenario::EchoNative,
-                Scenario::EchoApp,
-                Scenario::Storm,
-                Scenario::Reload,
-            ],
+            Command::All => Scenario::ALL.to_vec(),
         }
     }
+}
+
+/// The command's scenarios, narrowed to `--only` when given (kept in the command's order).
+fn selected(cli: &Cli) -> Result<Vec<Scenario>> {
+    let all = cli.command.scenarios();
+    let Some(only) = &cli.only else {
+        return Ok(all);
+    };
+    let mut wanted = Vec::new();
+    for name in only {
+        wanted.extend(Scenario::parse_only(name).map_err(anyhow::Error::msg)?);
+    }
+    let out: Vec<Scenario> = all.into_iter().filter(|s| wanted.contains(s)).collect();
+    if out.is_empty() {
+        anyhow::bail!(
+            "--only {} selects none of the command's scenarios",
+            only.join(",")
+        );
+    }
+    Ok(out)
 }
 
 fn params(cli: &Cli) -> Params {
@@ -168,6 +209,12 @@ fn params(cli: &Cli) -> Params {
     p.soak_churn_per_sec = cli.soak_churn.unwrap_or(p.soak_churn_per_sec);
     p.soak_pushes_per_sec = cli.soak_pushes.unwrap_or(p.soak_pushes_per_sec);
     p.soak_check_rss |= cli.soak_check_rss;
+    p.plugin_instances = cli.plugin_instances.or(p.plugin_instances);
+    if let Some(c) = &cli.scaling_cpu {
+        p.scaling_cpu.clone_from(c);
+    }
+    p.group_system_clients = cli.group_system_clients.unwrap_or(p.group_system_clients);
+    p.group_members = cli.group_members.unwrap_or(p.group_members);
     p
 }
 
@@ -196,6 +243,7 @@ fn launcher(cli: &Cli, cache_dir: &std::path::Path) -> Launcher {
         peers_dir: cli.peers_dir.clone(),
         server_cpu: cli.server_cpu.clone(),
         cache_dir: Some(cache_dir.to_path_buf()),
+        plugin_instances: None,
     }
 }
 
@@ -210,6 +258,8 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let p = params(&cli);
+    let scenarios = selected(&cli)?;
+    anyhow::ensure!(cli.runs >= 1, "--runs must be at least 1");
     let cache = tempfile::Builder::new()
         .prefix("wasmgate-bench-cache-")
         .tempdir()
@@ -217,23 +267,41 @@ fn main() -> Result<()> {
     let l = launcher(&cli, cache.path());
     let mut servers = cli.servers.clone();
     servers.dedup();
-    // One thread: the load generator must not compete with the server for the other core.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    // One thread by default: the load generator must not compete with the server for the
+    // other core.
+    let rt = if cli.client_threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.client_threads)
+            .enable_all()
+            .build()
+    }
+    .context("tokio runtime")?;
     let load_before = machine::loadavg();
-    let results = rt.block_on(scenario::run_all(
-        &l,
-        &servers,
-        &cli.command.scenarios(),
-        &p,
-    ));
+    let mut runs = Vec::new();
+    for run in 1..=cli.runs {
+        tracing::info!(run, of = cli.runs, "run");
+        let started = std::time::Instant::now();
+        let load = machine::loadavg();
+        let servers = rt.block_on(scenario::run_all(&l, &servers, &scenarios, &p));
+        runs.push(RunReport {
+            run,
+            load_before: load,
+            secs: started.elapsed().as_secs_f64(),
+            servers,
+        });
+    }
     let report = Report {
         smoke: cli.smoke,
         machine: machine::collect(&l, load_before),
+        summary: report::summarize(&p, &runs),
         params: p,
-        servers: results,
+        layout: cli.layout.clone(),
+        client_threads: cli.client_threads.max(1),
+        runs,
     };
     let md = report::markdown(&report);
     if let Some(path) = &cli.markdown {
@@ -246,19 +314,11 @@ fn main() -> Result<()> {
     std::io::stdout()
         .write_all(md.as_bytes())
         .context("stdout")?;
-    let failed = report.servers.iter().any(|s| {
-        let f = |o: Option<bool>| o.unwrap_or(false);
-        f(s.idle.as_ref().map(Outcome::is_failed))
-            || f(s.fanout.as_ref().map(Outcome::is_failed))
-            || f(s.echo_native.as_ref().map(Outcome::is_failed))
-            || f(s.echo_app.as_ref().map(Outcome::is_failed))
-            || f(s.echo_app_js.as_ref().map(Outcome::is_failed))
-            || f(s.echo_app_python.as_ref().map(Outcome::is_failed))
-            || f(s.storm.as_ref().map(Outcome::is_failed))
-            || f(s.reload.as_ref().map(Outcome::is_failed))
-            || f(s.soak.as_ref().map(Outcome::is_failed))
-            || matches!(&s.soak, Some(Outcome::Ok(r)) if !r.failures.is_empty())
-    });
+    let failed = report
+        .runs
+        .iter()
+        .flat_map(|r| &r.servers)
+        .any(scenario::ServerReport::any_failed);
     if failed {
         anyhow::bail!("some scenarios failed (see the notes of the report)");
     }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::fanout::Via;
 
+fn default_scaling_cpu() -> String {
+    "1".into()
+}
+
 /// Everything a run is parameterized by; written into the report so numbers carry their setup.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
@@ -43,6 +47,18 @@ pub struct Params {
     pub reload_baseline_ms: u64,
     /// A reply later than this counts as "late" (and the client moves on).
     pub reload_timeout_ms: u64,
+    /// Clients connected to the system of the group fan-out (issue 13): the group is a part of
+    /// them.
+    pub group_system_clients: usize,
+    /// Members of the group the group fan-out broadcasts to (the first of those clients).
+    pub group_members: usize,
+    /// Plugin instances the gateway runs for its echo plugin (`[plugins.echo] instances`);
+    /// `None` leaves the key out of the configuration (the gateway's default, 1).
+    #[serde(default)]
+    pub plugin_instances: Option<usize>,
+    /// CPU list the server is pinned to in the one-core half of the echo scaling scenario.
+    #[serde(default = "default_scaling_cpu")]
+    pub scaling_cpu: String,
     /// Handshakes in flight while setting up a scenario.
     pub setup_inflight: usize,
     /// Above this many connections a scenario spreads them over source addresses.
@@ -97,6 +113,10 @@ impl Params {
             reload_interval_ms: 500,
             reload_baseline_ms: 3_000,
             reload_timeout_ms: 1_000,
+            group_system_clients: 10_000,
+            group_members: 1_000,
+            plugin_instances: None,
+            scaling_cpu: default_scaling_cpu(),
             setup_inflight: 256,
             spread_above: 15_000,
             source_addrs: 50,
@@ -132,6 +152,8 @@ impl Params {
             reload_swaps: 3,
             reload_interval_ms: 300,
             reload_baseline_ms: 400,
+            group_system_clients: 60,
+            group_members: 20,
             // A bound, not a target: a debug gateway compiles a plugin in seconds.
             scenario_timeout_secs: 120,
             soak_secs: 15,
@@ -144,6 +166,14 @@ impl Params {
             soak_sample_ms: 1_000,
             soak_check_rss: false,
             ..Params::full()
+        }
+    }
+
+    /// The echo plugin's instances as the report names them (the gateway's default is 1).
+    pub fn instances_label(&self) -> String {
+        match self.plugin_instances {
+            Some(n) => format!("instances = {n}"),
+            None => "instances = default (1)".into(),
         }
     }
 

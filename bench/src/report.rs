@@ -9,11 +9,13 @@ use crate::cpu::CpuUse;
 use crate::machine::MachineInfo;
 use crate::params::Params;
 use crate::scenario::echo::EchoResult;
+use crate::scenario::fanout::FanoutResult;
 use crate::scenario::fanout::Via;
 use crate::scenario::reload::ReloadResult;
 use crate::scenario::soak::SoakResult;
-use crate::scenario::{Outcome, ServerReport};
+use crate::scenario::{Outcome, ScalingResult, ServerReport};
 use crate::server::{PluginLang, ServerKind};
+use crate::stats::{median, min_max, per_run_ratios};
 
 /// Everything one invocation measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -24,19 +26,89 @@ pub struct Report {
     pub machine: MachineInfo,
     /// Sizes used.
     pub params: Params,
+    /// CPU layout: `pinned` (load generator and servers on their own cores) or `free`.
+    pub layout: String,
+    /// Worker threads of the load generator.
+    pub client_threads: usize,
+    /// Every run's raw numbers: per run, per server, per scenario.
+    pub runs: Vec<RunReport>,
+    /// Per (scenario, metric): each server's median over the runs and the per-run ratios to
+    /// Node `ws` (what the Markdown table shows).
+    pub summary: Vec<SummaryRow>,
+}
+
+/// One run: every selected scenario against every server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunReport {
+    /// 1-based.
+    pub run: usize,
+    /// /proc/loadavg before the run.
+    pub load_before: String,
+    /// Wall-clock seconds the run took.
+    pub secs: f64,
     /// Per server, per scenario.
     pub servers: Vec<ServerReport>,
 }
 
-#[derive(Clone, Copy)]
-enum Better {
+/// Whether lower or higher is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// ↓
     Lower,
+    /// ↑
     Higher,
 }
 
+#[derive(Clone, Debug, PartialEq)]
 enum Cell {
     Num(f64),
     Text(&'static str),
+}
+
+/// One server's numbers for one metric over the runs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SummaryCell {
+    /// Which server.
+    pub server: ServerKind,
+    /// The number of each run (`None`: skipped, failed or not measurable in that run).
+    pub per_run: Vec<Option<f64>>,
+    /// Median of the numbers present.
+    pub median: Option<f64>,
+    /// Why there is no number, when no run has one (`skipped`, `failed`, `n/a`).
+    pub text: String,
+}
+
+/// `server ÷ Node ws` for one metric, computed inside each run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RatioCell {
+    /// The server divided by Node `ws`.
+    pub server: ServerKind,
+    /// The ratio of each run.
+    pub per_run: Vec<Option<f64>>,
+    /// Median of the per-run ratios.
+    pub median: Option<f64>,
+    /// Smallest per-run ratio.
+    pub min: Option<f64>,
+    /// Largest per-run ratio.
+    pub max: Option<f64>,
+}
+
+/// One line of the table, over every run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SummaryRow {
+    /// Scenario and its size.
+    pub group: String,
+    /// What is measured.
+    pub metric: String,
+    /// Which direction is better.
+    pub better: Better,
+    /// A count (no ratio).
+    pub count: bool,
+    /// Per server, in the order of `--servers`.
+    pub cells: Vec<SummaryCell>,
+    /// Per server other than Node `ws` (when `ws` was measured and this is not a count).
+    pub ratios: Vec<RatioCell>,
 }
 
 struct Row {
@@ -106,11 +178,10 @@ fn fmt_num(v: f64, count: bool) -> String {
     }
 }
 
-fn rows(r: &Report) -> Vec<Row> {
+fn rows(p: &Params, servers: &[ServerReport]) -> Vec<Row> {
     use Better::{Higher, Lower};
-    let p = &r.params;
     let mut t = Rows {
-        servers: &r.servers,
+        servers,
         rows: Vec::new(),
     };
     let g = "idle memory";
@@ -220,7 +291,7 @@ fn rows(r: &Report) -> Vec<Row> {
     );
     t.add(
         &g,
-        &format!("{sus}: load generator CPU busy (%)"),
+        &format!("{sus}: load generator CPU busy (% of a core)"),
         Lower,
         false,
         |s| s.fanout.as_ref(),
@@ -267,9 +338,14 @@ fn rows(r: &Report) -> Vec<Row> {
         t.add(&g, "server CPU per reply (µs)", Lower, false, pick, |v| {
             measurable(&v.cpu).then_some(v.server_us_per_reply)
         });
-        t.add(&g, "load generator CPU busy (%)", Lower, false, pick, |v| {
-            Some(100.0 * v.cpu.client_secs / v.cpu.wall_secs.max(1e-9))
-        });
+        t.add(
+            &g,
+            "load generator CPU busy (% of a core)",
+            Lower,
+            false,
+            pick,
+            |v| Some(100.0 * v.cpu.client_secs / v.cpu.wall_secs.max(1e-9)),
+        );
         t.add(&g, "errors", Lower, true, pick, |v| Some(v.errors as f64));
     }
     let g = format!("connect storm, {} connections", p.storm_conns);
@@ -305,9 +381,13 @@ fn rows(r: &Report) -> Vec<Row> {
         |s| s.storm.as_ref(),
         |v| Some(v.failed as f64),
     );
+    group_fanout_rows(&mut t, p);
+    scaling_rows(&mut t, p);
     let g = format!(
-        "hot reload, {} swaps, {} clients",
-        p.reload_swaps, p.reload_clients
+        "hot reload, {} swaps, {} clients, {}",
+        p.reload_swaps,
+        p.reload_clients,
+        p.instances_label()
     );
     fn pick(s: &ServerReport) -> Option<&Outcome<ReloadResult>> {
         s.reload.as_ref()
@@ -328,6 +408,33 @@ fn rows(r: &Report) -> Vec<Row> {
     );
     t.add(&g, "lost", Lower, true, pick, |v| Some(v.lost as f64));
     t.add(&g, "doubled", Lower, true, pick, |v| Some(v.doubled as f64));
+    t.add(&g, "reordered on a connection", Lower, true, pick, |v| {
+        Some(v.reordered as f64)
+    });
+    t.add(
+        &g,
+        "write → every instance serving, p50 (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.swap_live.as_ref().map(|d| d.p50_ms),
+    );
+    t.add(
+        &g,
+        "write → every instance serving, max (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.swap_live.as_ref().map(|d| d.max_ms),
+    );
+    t.add(
+        &g,
+        "swaps not seen serving before the next write",
+        Lower,
+        true,
+        pick,
+        |v| Some(v.swaps_not_seen as f64),
+    );
     t.add(
         &g,
         &format!("late (> {} ms)", p.reload_timeout_ms),
@@ -350,6 +457,158 @@ fn rows(r: &Report) -> Vec<Row> {
     });
     soak_rows(&mut t, p);
     t.rows
+}
+
+fn group_fanout_rows(t: &mut Rows<'_>, p: &Params) {
+    use Better::{Higher, Lower};
+    let g = format!(
+        "fan-out to a group of {} in a system of {} clients (send_to_group), {} B",
+        p.group_members, p.group_system_clients, p.payload_bytes
+    );
+    fn pick(s: &ServerReport) -> Option<&Outcome<FanoutResult>> {
+        s.fanout_group.as_ref()
+    }
+    t.add(&g, "setup: connect + bind (s)", Lower, false, pick, |v| {
+        Some(v.setup_secs)
+    });
+    t.add(&g, "first delivery (ms)", Lower, false, pick, |v| {
+        Some(v.single.first_ms)
+    });
+    t.add(&g, "median delivery (ms)", Lower, false, pick, |v| {
+        Some(v.single.p50_ms)
+    });
+    t.add(&g, "last delivery (ms)", Lower, false, pick, |v| {
+        Some(v.single.last_ms)
+    });
+    t.add(&g, "members reached", Higher, true, pick, |v| {
+        Some(v.single.received as f64)
+    });
+    t.add(&g, "non-members reached", Lower, true, pick, |v| {
+        Some(v.strays as f64)
+    });
+    let sus = format!("sustained {}/s", p.fanout_rate);
+    t.add(
+        &g,
+        &format!("{sus}: lost deliveries"),
+        Lower,
+        true,
+        pick,
+        |v| Some(v.sustained.expected.saturating_sub(v.sustained.delivered) as f64),
+    );
+    t.add(
+        &g,
+        &format!("{sus}: p50 last delivery (ms)"),
+        Lower,
+        false,
+        pick,
+        |v| v.sustained.last_delivery.as_ref().map(|d| d.p50_ms),
+    );
+    t.add(
+        &g,
+        &format!("{sus}: server CPU per delivery (µs)"),
+        Lower,
+        false,
+        pick,
+        |v| measurable(&v.sustained.cpu).then_some(v.sustained.server_us_per_delivery),
+    );
+    t.add(
+        &g,
+        &format!("{sus}: server CPU per broadcast (µs)"),
+        Lower,
+        false,
+        pick,
+        |v| {
+            measurable(&v.sustained.cpu)
+                .then(|| v.sustained.cpu.server_secs * 1e6 / v.sustained.sent.max(1) as f64)
+        },
+    );
+    t.add(
+        &g,
+        &format!("{sus}: server CPU busy (% of a core)"),
+        Lower,
+        false,
+        pick,
+        |v| Some(100.0 * v.sustained.cpu.server_secs / v.sustained.cpu.wall_secs.max(1e-9)),
+    );
+}
+
+fn scaling_rows(t: &mut Rows<'_>, p: &Params) {
+    use Better::{Higher, Lower};
+    let g = format!(
+        "echo scaling: wasmgate Rust plugin ({}), peers JS handler; one core (CPU {}) vs every core, {} clients",
+        p.instances_label(),
+        p.scaling_cpu,
+        p.echo_clients
+    );
+    fn pick(s: &ServerReport) -> Option<&Outcome<ScalingResult>> {
+        s.echo_scaling.as_ref()
+    }
+    let busy = |c: &CpuUse, secs: f64| 100.0 * secs / c.wall_secs.max(1e-9);
+    t.add(&g, "replies/s, one core", Higher, false, pick, |v| {
+        Some(v.one_core.per_sec)
+    });
+    t.add(&g, "replies/s, every core", Higher, false, pick, |v| {
+        Some(v.all_cores.per_sec)
+    });
+    t.add(
+        &g,
+        "every core ÷ one core (replies/s)",
+        Higher,
+        false,
+        pick,
+        |v| Some(v.speedup),
+    );
+    t.add(
+        &g,
+        "server CPU busy, one core (%)",
+        Higher,
+        false,
+        pick,
+        move |v| Some(busy(&v.one_core.cpu, v.one_core.cpu.server_secs)),
+    );
+    t.add(
+        &g,
+        "server CPU busy, every core (% of a core)",
+        Higher,
+        false,
+        pick,
+        move |v| Some(busy(&v.all_cores.cpu, v.all_cores.cpu.server_secs)),
+    );
+    t.add(
+        &g,
+        "server CPU per reply, every core (µs)",
+        Lower,
+        false,
+        pick,
+        |v| measurable(&v.all_cores.cpu).then_some(v.all_cores.server_us_per_reply),
+    );
+    t.add(
+        &g,
+        "load generator CPU busy, one core (% of a core)",
+        Lower,
+        false,
+        pick,
+        move |v| Some(busy(&v.one_core.cpu, v.one_core.cpu.client_secs)),
+    );
+    t.add(
+        &g,
+        "load generator CPU busy, every core (% of a core)",
+        Lower,
+        false,
+        pick,
+        move |v| Some(busy(&v.all_cores.cpu, v.all_cores.cpu.client_secs)),
+    );
+    t.add(
+        &g,
+        "p99 latency, every core (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.all_cores.latency.as_ref().map(|d| d.p99_ms),
+    );
+    t.add(&g, "errors", Lower, true, pick, |v| {
+        Some((v.one_core.errors + v.all_cores.errors) as f64)
+    });
 }
 
 fn soak_rows(t: &mut Rows<'_>, p: &Params) {
@@ -403,11 +662,30 @@ fn soak_rows(t: &mut Rows<'_>, p: &Params) {
 }
 
 fn notes(r: &Report) -> Vec<String> {
-    let mut out = Vec::new();
-    for s in &r.servers {
+    let mut out: Vec<String> = Vec::new();
+    let many = r.runs.len() > 1;
+    for run in &r.runs {
+        for s in &run.servers {
+            server_notes(s, many.then_some(run.run), &mut out);
+        }
+    }
+    // A skip says the same in every run: say it once.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|n| seen.insert(n.clone()));
+    out
+}
+
+fn server_notes(s: &ServerReport, run: Option<usize>, out: &mut Vec<String>) {
+    {
+        let label = s.server.label();
         let mut note = |name: &str, o: Option<(&'static str, &str)>| {
             if let Some((what, why)) = o {
-                out.push(format!("{} / {name}: {what}: {why}", s.server.label()));
+                match (what, run) {
+                    ("FAILED", Some(n)) => {
+                        out.push(format!("{label} / {name}: FAILED in run {n}: {why}"));
+                    }
+                    _ => out.push(format!("{label} / {name}: {what}: {why}")),
+                }
             }
         };
         fn why<T>(o: &Option<Outcome<T>>) -> Option<(&'static str, &str)> {
@@ -426,6 +704,8 @@ fn notes(r: &Report) -> Vec<String> {
         note("connect storm", why(&s.storm));
         note("hot reload", why(&s.reload));
         note("soak", why(&s.soak));
+        note("echo scaling", why(&s.echo_scaling));
+        note("group fan-out", why(&s.fanout_group));
         if let Some(Outcome::Ok(r)) = &s.soak {
             for f in &r.failures {
                 out.push(format!("{} / soak: FAILED: {f}", s.server.label()));
@@ -438,7 +718,101 @@ fn notes(r: &Report) -> Vec<String> {
             }
         }
     }
-    out
+}
+
+/// Per (group, metric), in the order rows first appear: every server's numbers over the runs,
+/// their medians, and the per-run ratios to Node `ws`.
+fn aggregate(servers: &[ServerKind], runs: &[Vec<Row>]) -> Vec<SummaryRow> {
+    let mut keys: Vec<(String, String, Better, bool)> = Vec::new();
+    for run in runs {
+        for row in run {
+            if !keys
+                .iter()
+                .any(|(g, m, ..)| *g == row.group && *m == row.metric)
+            {
+                keys.push((row.group.clone(), row.metric.clone(), row.better, row.count));
+            }
+        }
+    }
+    let ws = servers.iter().position(|&k| k == ServerKind::Ws);
+    keys.into_iter()
+        .map(|(group, metric, better, count)| {
+            fn find<'r>(run: &'r [Row], group: &str, metric: &str) -> Option<&'r Row> {
+                run.iter().find(|r| r.group == group && r.metric == metric)
+            }
+            let cells: Vec<SummaryCell> = servers
+                .iter()
+                .enumerate()
+                .map(|(i, &server)| {
+                    let mut text = String::new();
+                    let per_run: Vec<Option<f64>> = runs
+                        .iter()
+                        .map(
+                            |run| match find(run, &group, &metric).and_then(|r| r.cells.get(i)) {
+                                Some(Cell::Num(v)) => Some(*v),
+                                Some(Cell::Text(t)) => {
+                                    if text.is_empty() {
+                                        (*t).clone_into(&mut text);
+                                    }
+                                    None
+                                }
+                                None => None,
+                            },
+                        )
+                        .collect();
+                    let nums: Vec<f64> = per_run.iter().flatten().copied().collect();
+                    SummaryCell {
+                        server,
+                        median: median(&nums),
+                        per_run,
+                        text,
+                    }
+                })
+                .collect();
+            let ratios = match ws {
+                Some(w) if !count => cells
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != w)
+                    .map(|(_, c)| {
+                        let per_run = per_run_ratios(&c.per_run, &cells[w].per_run);
+                        let nums: Vec<f64> = per_run.iter().flatten().copied().collect();
+                        let mm = min_max(&per_run);
+                        RatioCell {
+                            server: c.server,
+                            median: median(&nums),
+                            min: mm.map(|m| m.0),
+                            max: mm.map(|m| m.1),
+                            per_run,
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            SummaryRow {
+                group,
+                metric,
+                better,
+                count,
+                cells,
+                ratios,
+            }
+        })
+        .collect()
+}
+
+/// The summary of `runs` (each run's servers in the same order).
+pub fn summarize(p: &Params, runs: &[RunReport]) -> Vec<SummaryRow> {
+    let servers: Vec<ServerKind> = runs
+        .first()
+        .map(|r| r.servers.iter().map(|s| s.server).collect())
+        .unwrap_or_default();
+    let per_run: Vec<Vec<Row>> = runs.iter().map(|r| rows(p, &r.servers)).collect();
+    aggregate(&servers, &per_run)
+}
+
+fn fmt_ratio(v: f64) -> String {
+    format!("{v:.2}×")
 }
 
 /// Renders the Markdown report.
@@ -478,44 +852,87 @@ pub fn markdown(r: &Report) -> String {
         s,
         "- ↓ lower is better, ↑ higher is better; ratio = server ÷ Node ws\n"
     );
-    let ws = r.servers.iter().position(|x| x.server == ServerKind::Ws);
+    let n = r.runs.len();
+    let _ = writeln!(
+        s,
+        "- runs: {n} (each: every scenario against every server, a fresh server process per \
+         scenario); layout: {}; load generator: {} thread(s); run times: {} s",
+        r.layout,
+        r.client_threads,
+        r.runs
+            .iter()
+            .map(|x| format!("{:.0}", x.secs))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- each server cell is the median over the runs; each ratio is computed inside every \
+         run, then its median and min–max over the runs are shown; a cell measured in only some \
+         runs says in how many\n"
+    );
+    let servers: Vec<ServerKind> = r
+        .runs
+        .first()
+        .map(|x| x.servers.iter().map(|s| s.server).collect())
+        .unwrap_or_default();
     let _ = write!(s, "| scenario | metric |");
-    for x in &r.servers {
-        let _ = write!(s, " {} |", x.server.label());
+    for k in &servers {
+        let _ = write!(s, " {} (median) |", k.label());
     }
-    let others: Vec<usize> = (0..r.servers.len()).filter(|&i| Some(i) != ws).collect();
-    if ws.is_some() {
-        for &i in &others {
-            let _ = write!(s, " {} ÷ ws |", r.servers[i].server.label());
+    let has_ws = servers.contains(&ServerKind::Ws);
+    let others: Vec<ServerKind> = servers
+        .iter()
+        .copied()
+        .filter(|&k| k != ServerKind::Ws)
+        .collect();
+    if has_ws {
+        for k in &others {
+            let _ = write!(s, " {} ÷ ws median | min–max over runs |", k.label());
         }
     }
     let _ = write!(s, "\n|---|---|");
-    let ncols = r.servers.len() + if ws.is_some() { others.len() } else { 0 };
+    let ncols = servers.len() + if has_ws { 2 * others.len() } else { 0 };
     s.push_str(&"---:|".repeat(ncols));
     s.push('\n');
-    for row in rows(r) {
+    for row in &r.summary {
         let arrow = match row.better {
             Better::Lower => "↓",
             Better::Higher => "↑",
         };
         let _ = write!(s, "| {} | {} {arrow} |", row.group, row.metric);
         for c in &row.cells {
-            match c {
-                Cell::Num(v) => {
-                    let _ = write!(s, " {} |", fmt_num(*v, row.count));
+            let have = c.per_run.iter().flatten().count();
+            match c.median {
+                Some(v) if have < n => {
+                    let _ = write!(s, " {} ({have} of {n} runs) |", fmt_num(v, row.count));
                 }
-                Cell::Text(t) => {
-                    let _ = write!(s, " {t} |");
+                Some(v) => {
+                    let _ = write!(s, " {} |", fmt_num(v, row.count));
+                }
+                None => {
+                    let _ = write!(s, " {} |", c.text);
                 }
             }
         }
-        if let Some(w) = ws {
-            for &i in &others {
-                match (&row.cells[i], &row.cells[w]) {
-                    (Cell::Num(a), Cell::Num(b)) if *b != 0.0 && !row.count => {
-                        let _ = write!(s, " {:.2}× |", a / b);
+        if has_ws {
+            for k in &others {
+                match row.ratios.iter().find(|x| x.server == *k) {
+                    Some(RatioCell {
+                        median: Some(m),
+                        min: Some(lo),
+                        max: Some(hi),
+                        ..
+                    }) => {
+                        let _ = write!(
+                            s,
+                            " {} | {}–{} |",
+                            fmt_ratio(*m),
+                            fmt_ratio(*lo),
+                            fmt_ratio(*hi)
+                        );
                     }
-                    _ => s.push_str("  |"),
+                    _ => s.push_str("  |  |"),
                 }
             }
         }
@@ -529,4 +946,71 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metric: &str, count: bool, cells: Vec<Cell>) -> Row {
+        Row {
+            group: "g".into(),
+            metric: metric.into(),
+            better: Better::Higher,
+            count,
+            cells,
+        }
+    }
+
+    #[test]
+    fn aggregates_medians_and_per_run_ratios() {
+        use Cell::{Num, Text};
+        let servers = [ServerKind::Wasmgate, ServerKind::Ws, ServerKind::Socketio];
+        // Three runs; wasmgate ÷ ws is 2.0, 1.5 and 3.0 run by run; Socket.IO failed once.
+        let runs = vec![
+            vec![
+                row("replies/s", false, vec![Num(200.0), Num(100.0), Num(50.0)]),
+                row("errors", true, vec![Num(0.0), Num(0.0), Num(1.0)]),
+            ],
+            vec![row(
+                "replies/s",
+                false,
+                vec![Num(150.0), Num(100.0), Text("failed")],
+            )],
+            vec![
+                row("replies/s", false, vec![Num(300.0), Num(100.0), Num(40.0)]),
+                row("errors", true, vec![Num(0.0), Num(0.0), Num(3.0)]),
+            ],
+        ];
+        let sum = aggregate(&servers, &runs);
+        assert_eq!(sum.len(), 2, "one line per (group, metric): {sum:?}");
+        let r = &sum[0];
+        assert_eq!(r.metric, "replies/s");
+        assert_eq!(r.cells[0].median, Some(200.0));
+        assert_eq!(r.cells[1].median, Some(100.0));
+        assert_eq!(r.cells[2].per_run, vec![Some(50.0), None, Some(40.0)]);
+        assert_eq!(r.cells[2].median, Some(45.0));
+        assert_eq!(r.cells[2].text, "failed");
+        assert_eq!(r.ratios.len(), 2, "wasmgate and Socket.IO, each ÷ ws");
+        let w = &r.ratios[0];
+        assert_eq!(w.server, ServerKind::Wasmgate);
+        assert_eq!(w.per_run, vec![Some(2.0), Some(1.5), Some(3.0)]);
+        assert_eq!((w.median, w.min, w.max), (Some(2.0), Some(1.5), Some(3.0)));
+        let sio = &r.ratios[1];
+        assert_eq!(sio.per_run, vec![Some(0.5), None, Some(0.4)]);
+        assert_eq!((sio.min, sio.max), (Some(0.4), Some(0.5)));
+        // A count has no ratio; a row missing from a run counts as no number there.
+        let e = &sum[1];
+        assert!(e.ratios.is_empty());
+        assert_eq!(e.cells[2].per_run, vec![Some(1.0), None, Some(3.0)]);
+        assert_eq!(e.cells[2].median, Some(2.0));
+    }
+
+    #[test]
+    fn without_node_ws_there_are_no_ratios() {
+        let runs = vec![vec![row("replies/s", false, vec![Cell::Num(1.0)])]];
+        let sum = aggregate(&[ServerKind::Wasmgate], &runs);
+        assert!(sum[0].ratios.is_empty());
+        assert_eq!(sum[0].cells[0].median, Some(1.0));
+    }
 }

@@ -75,6 +75,10 @@ impl PluginLang {
 pub const ECHO_SYSTEM: &str = "echo";
 /// The plain system every server has at startup.
 pub const BENCH_SYSTEM: &str = "bench";
+/// The system of the group fan-out: declared in wasmgate's configuration with
+/// `group_notices = false` (a group of N members costs N²/2 join notices to build otherwise),
+/// registered through the API on the peers (which send no notices).
+pub const QUIET_SYSTEM: &str = "quiet";
 /// File name of the echo plugin inside the gateway's plugins directory.
 pub const ECHO_PLUGIN_FILE: &str = "echo.wasm";
 /// The echo plugin's name: its file name without `.wasm`.
@@ -115,6 +119,9 @@ pub struct Launcher {
     /// The gateway's compile cache, shared by every gateway of the run so that each start
     /// does not compile the same plugin again (startup is not what is measured).
     pub cache_dir: Option<PathBuf>,
+    /// `[plugins.<name>] instances` for the gateway's plugin; `None` leaves the key out (the
+    /// gateway's default; a gateway without the instance pool refuses the key).
+    pub plugin_instances: Option<usize>,
 }
 
 /// A running server.
@@ -177,7 +184,11 @@ impl Launcher {
                 let config = dir.path().join("wasmgate.toml");
                 std::fs::write(
                     &config,
-                    wasmgate_config(plugin.map(|p| p.name), self.cache_dir.as_deref()),
+                    wasmgate_config(
+                        plugin.map(|p| p.name),
+                        self.cache_dir.as_deref(),
+                        self.plugin_instances,
+                    ),
                 )
                 .context("write config")?;
                 let args = vec![
@@ -258,9 +269,14 @@ impl Launcher {
     }
 }
 
-/// The gateway config: the `bench` system, plus the system the plugin file `<plugin>.wasm`
-/// serves (a plugin serves the system named like its file).
-fn wasmgate_config(plugin: Option<&str>, cache_dir: Option<&Path>) -> String {
+/// The gateway config: the `bench` system, the `quiet` system (no group notices), plus the
+/// system the plugin file `<plugin>.wasm` serves (a plugin serves the system named like its
+/// file), with `instances` of that plugin when given.
+fn wasmgate_config(
+    plugin: Option<&str>,
+    cache_dir: Option<&Path>,
+    instances: Option<usize>,
+) -> String {
     let mut s = String::new();
     if let Some(dir) = cache_dir {
         // TOML basic string: escape what a path may hold.
@@ -272,8 +288,14 @@ fn wasmgate_config(plugin: Option<&str>, cache_dir: Option<&Path>) -> String {
         s.push_str(&format!("cache_dir = \"{dir}\"\n\n"));
     }
     s.push_str(&format!("[systems.{BENCH_SYSTEM}]\n"));
+    s.push_str(&format!(
+        "\n[systems.{QUIET_SYSTEM}]\ngroup_notices = false\n"
+    ));
     if let Some(name) = plugin {
         s.push_str(&format!("\n[systems.{name}]\n"));
+        if let Some(n) = instances {
+            s.push_str(&format!("\n[plugins.{name}]\ninstances = {n}\n"));
+        }
     }
     s
 }
@@ -418,6 +440,29 @@ pub struct EchoPluginState {
     pub version: Option<String>,
     /// The last failed load or trap.
     pub last_error: Option<String>,
+    /// The version each instance serves, when the entry lists its instances (`instances`:
+    /// objects with a `version`; absent before the instance pool); empty otherwise.
+    pub instance_versions: Vec<Option<String>>,
+}
+
+impl EchoPluginState {
+    /// Whether build `hash` serves: on every listed instance, else as the plugin's version.
+    pub fn serves(&self, hash: &str) -> bool {
+        self.version.as_deref() == Some(hash)
+            && self
+                .instance_versions
+                .iter()
+                .all(|v| v.as_deref() == Some(hash))
+    }
+
+    /// Which field [`EchoPluginState::serves`] read.
+    pub fn live_from(&self) -> &'static str {
+        if self.instance_versions.is_empty() {
+            "plugin version"
+        } else {
+            "every instance's version"
+        }
+    }
 }
 
 /// The echo plugin's entry of `GET /api/plugins`; an error when it is not listed.
@@ -436,6 +481,14 @@ pub async fn plugin_state(api: &mut Api, name: &str) -> Result<EchoPluginState> 
         reloads: entry["reloads"].as_u64().unwrap_or(0),
         version: entry["version"].as_str().map(str::to_owned),
         last_error: entry["lastError"].as_str().map(str::to_owned),
+        instance_versions: entry["instances"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|i| i["version"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -460,11 +513,22 @@ mod tests {
 
     #[test]
     fn gateway_config_names_the_systems_and_the_shared_cache() {
-        assert_eq!(wasmgate_config(None, None), "[systems.bench]\n");
-        let c = wasmgate_config(Some(ECHO_SYSTEM), Some(Path::new("/tmp/a \"b\"")));
+        let quiet = "\n[systems.quiet]\ngroup_notices = false\n";
+        assert_eq!(
+            wasmgate_config(None, None, Some(2)),
+            format!("[systems.bench]\n{quiet}")
+        );
+        let c = wasmgate_config(Some(ECHO_SYSTEM), Some(Path::new("/tmp/a \"b\"")), None);
         assert_eq!(
             c,
-            "cache_dir = \"/tmp/a \\\"b\\\"\"\n\n[systems.bench]\n\n[systems.echo]\n"
+            format!(
+                "cache_dir = \"/tmp/a \\\"b\\\"\"\n\n[systems.bench]\n{quiet}\n[systems.echo]\n"
+            )
+        );
+        let c = wasmgate_config(Some(ECHO_SYSTEM), None, Some(2));
+        assert!(
+            c.ends_with("\n[systems.echo]\n\n[plugins.echo]\ninstances = 2\n"),
+            "{c}"
         );
     }
 

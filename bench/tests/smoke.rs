@@ -283,8 +283,28 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
     assert!(f(&storm["per_sec"]) > 0.0, "{name}: {storm}");
     check_dist(&storm["connect"], &name);
 
+    check_group_fanout(s, &name);
+    if name == "wasmgate" && !plugin {
+        skipped(&s["echo_scaling"], "wasmgate scaling without a plugin");
+    } else {
+        let sc = ok(&s["echo_scaling"], &format!("{name} echo scaling"));
+        check_echo(&sc["one_core"], &format!("{name} scaling, one core"));
+        check_echo(&sc["all_cores"], &format!("{name} scaling, every core"));
+        let speedup = f(&sc["speedup"]);
+        let want = f(&sc["all_cores"]["per_sec"]) / f(&sc["one_core"]["per_sec"]);
+        assert!((speedup - want).abs() < 1e-9 * want, "{name}: {sc}");
+        assert_eq!(sc["one_core_cpus"], "1", "{name}: {sc}");
+    }
+
     if name == "wasmgate" && plugin {
         let r = ok(&s["reload"], "wasmgate hot reload");
+        assert_eq!(u(&r["reordered"]), 0, "{r}");
+        // Every swap is either seen serving (timed) or counted as not seen before the next
+        // write (a debug gateway compiles slower than the smoke's 300 ms interval).
+        let seen = r["swap_live"]["count"].as_u64().unwrap_or(0);
+        assert_eq!(seen + u(&r["swaps_not_seen"]), u(&r["swaps"]), "{r}");
+        assert!(seen >= 1, "at least the last swap is timed: {r}");
+        assert!(!r["live_from"].as_str().unwrap_or("").is_empty(), "{r}");
         assert!(u(&r["sent"]) > 0, "{r}");
         assert_eq!(
             u(&r["answered"]),
@@ -303,6 +323,28 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
     } else {
         skipped(&s["reload"], &format!("{name} hot reload"));
     }
+}
+
+/// Issue 13's row: the broadcast reaches every member and nobody else.
+fn check_group_fanout(s: &Value, name: &str) {
+    let g = ok(&s["fanout_group"], &format!("{name} group fan-out"));
+    let members = u(&g["members"]);
+    assert!(members > 0 && members < u(&g["clients"]), "{name}: {g}");
+    assert_eq!(u(&g["single"]["received"]), members, "{name}: {g}");
+    assert_eq!(u(&g["strays"]), 0, "{name}: no non-member got it: {g}");
+    let sus = &g["sustained"];
+    assert_eq!(
+        u(&sus["expected"]),
+        u(&sus["sent"]) * members,
+        "{name}: {sus}"
+    );
+    assert_eq!(u(&sus["delivered"]), u(&sus["expected"]), "{name}: {sus}");
+    assert_eq!(u(&g["dropped"]), 0, "{name}: {g}");
+}
+
+/// The servers of run `i` of a report.
+fn run_servers(report: &Value, i: usize) -> &Vec<Value> {
+    report["runs"][i]["servers"].as_array().expect("servers")
 }
 
 #[test]
@@ -330,18 +372,25 @@ fn smoke_run_measures_every_scenario() {
         &langs,
     );
     assert_eq!(report["smoke"], true);
-    let got: Vec<&str> = report["servers"]
-        .as_array()
-        .expect("servers")
+    assert_eq!(report["runs"].as_array().map(Vec::len), Some(1));
+    let got: Vec<&str> = run_servers(&report, 0)
         .iter()
         .map(|s| s["server"].as_str().expect("name"))
         .collect();
     assert_eq!(got, servers);
-    for s in report["servers"].as_array().expect("servers") {
+    for s in run_servers(&report, 0) {
         check_server(s, &report["params"], echo.is_some());
     }
     assert!(md.contains("| scenario | metric |"), "{md}");
-    assert!(md.contains("Socket.IO ÷ ws"), "ratios to Node ws: {md}");
+    assert!(
+        md.contains("| Socket.IO ÷ ws median | min–max over runs |"),
+        "ratios to Node ws: {md}"
+    );
+    assert!(
+        md.contains("| fan-out to a group of 20 in a system of 60 clients (send_to_group), 100 B | non-members reached ↓ | "),
+        "{md}"
+    );
+    assert!(md.contains("every core ÷ one core (replies/s) ↑"), "{md}");
     assert!(
         md.contains("| idle memory | KB per connection @ 50 ↓ |"),
         "{md}"
@@ -376,7 +425,7 @@ fn group_fanout_delivers_to_every_member() {
         &[],
     );
     assert_eq!(report["params"]["fanout_via"], "group");
-    for s in report["servers"].as_array().expect("servers") {
+    for s in run_servers(&report, 0) {
         check_fanout(s, s["server"].as_str().expect("name"));
         assert_eq!(s["fanout"]["value"]["via"], "group");
     }
@@ -434,7 +483,7 @@ fn short_soak_has_no_errors() {
         None,
         &chat,
     );
-    let s = &report["servers"][0];
+    let s = &report["runs"][0]["servers"][0];
     if wasmgate.is_none() {
         skipped(&s["soak"], "soak against a peer");
         return;
@@ -481,4 +530,76 @@ fn short_soak_has_no_errors() {
     }
     assert!(u(&r["rss_max_kib"]) >= u(&r["rss_end_kib"]));
     assert!(md.contains("| RSS end ÷ warm-up ↓ |"), "{md}");
+}
+
+/// Two tiny runs: the JSON keeps each run's raw numbers, the summary holds each server's
+/// median over them and the wasmgate ÷ Node ws ratio taken inside each run, and `--only`
+/// narrows the scenarios.
+#[test]
+fn runs_are_aggregated_into_medians_and_per_run_ratios() {
+    ensure_peers();
+    let wasmgate = wasmgate_bin();
+    let list = if wasmgate.is_some() {
+        "wasmgate,ws"
+    } else {
+        "socketio,ws"
+    };
+    let (report, md) = run_bench(
+        &[
+            "all",
+            "--runs",
+            "2",
+            "--only",
+            "echo-native,storm",
+            "--servers",
+            list,
+        ],
+        wasmgate.as_deref(),
+        None,
+        &[],
+    );
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for (i, run) in runs.iter().enumerate() {
+        assert_eq!(u(&run["run"]), i as u64 + 1);
+        for s in run_servers(&report, i) {
+            assert!(s.get("idle").is_none(), "--only leaves idle out: {s}");
+            assert!(s.get("fanout").is_none(), "--only leaves fan-out out: {s}");
+            assert_eq!(s["storm"]["status"], "ok", "{s}");
+        }
+    }
+    let row = report["summary"]
+        .as_array()
+        .expect("summary")
+        .iter()
+        .find(|r| r["metric"] == "connections/s")
+        .expect("a connections/s row");
+    let (a, ws) = (&row["cells"][0], &row["cells"][1]);
+    assert_eq!(ws["server"], "ws");
+    let raw =
+        |server: usize, run: usize| f(&runs[run]["servers"][server]["storm"]["value"]["per_sec"]);
+    // JSON round trips may move the last bit of a float.
+    let near = |got: &Value, want: f64| {
+        let g = f(got);
+        assert!(
+            (g - want).abs() <= 1e-9 * want.abs(),
+            "{g} vs {want}: {row}"
+        );
+    };
+    for run in 0..2 {
+        near(&a["per_run"][run], raw(0, run));
+        near(&ws["per_run"][run], raw(1, run));
+    }
+    near(&a["median"], (raw(0, 0) + raw(0, 1)) / 2.0);
+    let ratio = &row["ratios"][0];
+    let r0 = raw(0, 0) / raw(1, 0);
+    let r1 = raw(0, 1) / raw(1, 1);
+    near(&ratio["per_run"][0], r0);
+    near(&ratio["per_run"][1], r1);
+    near(&ratio["min"], r0.min(r1));
+    near(&ratio["max"], r0.max(r1));
+    near(&ratio["median"], (r0 + r1) / 2.0);
+    assert!(md.contains("- runs: 2 "), "{md}");
+    assert!(md.contains("÷ ws median | min–max over runs |"), "{md}");
+    assert!(!md.contains("idle memory"), "{md}");
 }

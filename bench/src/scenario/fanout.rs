@@ -14,7 +14,7 @@ use crate::cpu::{CpuMeter, CpuUse};
 use crate::fleet::{self, FleetSpec};
 use crate::http::{self, Api};
 use crate::params::Params;
-use crate::server::{BENCH_SYSTEM, Server};
+use crate::server::{BENCH_SYSTEM, QUIET_SYSTEM, Server, ServerKind};
 use crate::stats::{Dist, rank};
 
 const GROUP: &str = "bench-fanout";
@@ -78,8 +78,14 @@ pub struct Sustained {
 pub struct FanoutResult {
     /// How the clients were addressed.
     pub via: Via,
-    /// Clients in the group.
+    /// Clients connected to the system.
     pub clients: usize,
+    /// Clients the broadcasts are for (all of them, or the group's members).
+    #[serde(default)]
+    pub members: usize,
+    /// Broadcast frames that reached a client outside the group (must stay 0).
+    #[serde(default)]
+    pub strays: u64,
     /// Seconds to connect them and bind them to the group.
     pub setup_secs: f64,
     /// The single broadcast.
@@ -105,6 +111,51 @@ struct Shared {
     out_of_order: AtomicU64,
     last_arrival: AtomicU64,
     dropped: AtomicUsize,
+    /// Broadcast frames seen by clients that are not members.
+    strays: AtomicU64,
+}
+
+/// Who is connected and who the broadcasts address.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    via: Via,
+    /// The system every client connects to.
+    system: &'static str,
+    /// Whether the system is registered through the API first.
+    register: bool,
+    /// Clients connected.
+    clients: usize,
+    /// The first `members` clients are the group (all of them for [`Via::System`]).
+    members: usize,
+}
+
+impl Shape {
+    /// Scenario 2: every client is addressed, as one system or one group.
+    fn all(p: &Params) -> Shape {
+        let (system, register) = match p.fanout_via {
+            Via::System => (FANOUT_SYSTEM, true),
+            Via::Group => (BENCH_SYSTEM, false),
+        };
+        Shape {
+            via: p.fanout_via,
+            system,
+            register,
+            clients: p.fanout_clients,
+            members: p.fanout_clients,
+        }
+    }
+
+    /// Issue 13: a group that is a part of a larger system; wasmgate declares that system
+    /// without group notices (see [`QUIET_SYSTEM`]), the peers register it.
+    fn group_in_system(p: &Params, kind: ServerKind) -> Shape {
+        Shape {
+            via: Via::Group,
+            system: QUIET_SYSTEM,
+            register: kind != ServerKind::Wasmgate,
+            clients: p.group_system_clients,
+            members: p.group_members.min(p.group_system_clients),
+        }
+    }
 }
 
 impl Shared {
@@ -129,7 +180,7 @@ fn payload(seq: usize, len: usize) -> String {
     s
 }
 
-async fn receiver(idx: usize, mut conn: Conn, sh: Arc<Shared>) {
+async fn receiver(idx: usize, member: bool, mut conn: Conn, sh: Arc<Shared>) {
     let mut last_seq = 0;
     loop {
         let frame = match conn.recv().await {
@@ -143,6 +194,10 @@ async fn receiver(idx: usize, mut conn: Conn, sh: Arc<Shared>) {
         let Some(seq) = parse_marker(frame.as_str()) else {
             continue;
         };
+        if !member {
+            sh.strays.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let now = sh.now_ns();
         if seq == 0 {
             if let Some(slot) = sh.single.get(idx)
@@ -203,17 +258,21 @@ async fn wait_for(mut progress: impl FnMut() -> (bool, u64), limit: Duration, st
 }
 
 /// The API call that broadcasts message `seq`: (op, systemId, body).
-fn trigger(seq: usize, p: &Params) -> (&'static str, &'static str, serde_json::Value) {
+fn trigger(
+    seq: usize,
+    p: &Params,
+    shape: Shape,
+) -> (&'static str, &'static str, serde_json::Value) {
     let data = payload(seq, p.payload_bytes);
-    match p.fanout_via {
+    match shape.via {
         Via::System => (
             "send_to_system",
-            FANOUT_SYSTEM,
+            shape.system,
             serde_json::json!({"sendUserId": "bench", "code": 0, "msg": "bench", "data": data}),
         ),
         Via::Group => (
             "send_to_group",
-            BENCH_SYSTEM,
+            shape.system,
             serde_json::json!({
                 "groupName": GROUP, "sendUserId": "bench", "code": 0, "msg": "bench", "data": data,
             }),
@@ -221,14 +280,26 @@ fn trigger(seq: usize, p: &Params) -> (&'static str, &'static str, serde_json::V
     }
 }
 
-/// Runs the scenario against a fresh server.
+/// Runs scenario 2 against a fresh server.
 pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
-    let n = p.fanout_clients;
+    run_shape(server, p, Shape::all(p)).await
+}
+
+/// Runs the group fan-out of issue 13 against a fresh server: `group_members` of
+/// `group_system_clients` clients form the group, the others only hold their connection
+/// (and must receive none of the broadcasts).
+pub async fn run_group_in_system(server: &mut Server, p: &Params) -> Result<FanoutResult> {
+    run_shape(server, p, Shape::group_in_system(p, server.kind)).await
+}
+
+async fn run_shape(server: &mut Server, p: &Params, shape: Shape) -> Result<FanoutResult> {
+    let n = shape.clients;
+    let members = shape.members;
     let sent_target = (f64::from(p.fanout_rate) * p.fanout_secs).round().max(1.0) as usize;
     let sh = Arc::new(Shared {
         base: Instant::now(),
         frames: AtomicU64::new(0),
-        single: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        single: (0..members).map(|_| AtomicU64::new(0)).collect(),
         single_count: AtomicUsize::new(0),
         seq_count: (0..=sent_target).map(|_| AtomicU32::new(0)).collect(),
         seq_last: (0..=sent_target).map(|_| AtomicU64::new(0)).collect(),
@@ -236,20 +307,14 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
         out_of_order: AtomicU64::new(0),
         last_arrival: AtomicU64::new(0),
         dropped: AtomicUsize::new(0),
+        strays: AtomicU64::new(0),
     });
-    let system = match p.fanout_via {
-        Via::System => FANOUT_SYSTEM,
-        Via::Group => BENCH_SYSTEM,
-    };
+    let system = shape.system;
     let mut api = Api::new(server.addr());
-    if p.fanout_via == Via::System {
-        api.call(
-            "register",
-            None,
-            &serde_json::json!({"systemId": FANOUT_SYSTEM}),
-        )
-        .await
-        .context("register the fan-out system")?;
+    if shape.register {
+        api.call("register", None, &serde_json::json!({"systemId": system}))
+            .await
+            .with_context(|| format!("register the system {system}"))?;
     }
     let spec = FleetSpec {
         target: server.target(),
@@ -262,8 +327,10 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     let setup = Instant::now();
     let mut set = JoinSet::new();
     let s = sh.clone();
-    let opened =
-        fleet::open_many(&spec, 0..n, &mut set, move |i, c| receiver(i, c, s.clone())).await?;
+    let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
+        receiver(i, i < members, c, s.clone())
+    })
+    .await?;
     if opened.failed > 0 {
         bail!(
             "{} of {n} connections failed: {}",
@@ -271,9 +338,14 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
             opened.first_error.unwrap_or_default()
         );
     }
-    if p.fanout_via == Via::Group {
-        let ids = opened.ids.into_iter().map(|(_, id)| id).collect();
-        http::bind_all(server.addr(), BENCH_SYSTEM, GROUP, ids, 8).await?;
+    if shape.via == Via::Group {
+        let ids = opened
+            .ids
+            .into_iter()
+            .filter(|&(i, _)| i < members)
+            .map(|(_, id)| id)
+            .collect();
+        http::bind_all(server.addr(), system, GROUP, ids, 8).await?;
     }
     wait_quiet(&sh, Duration::from_millis(300), Duration::from_secs(30)).await;
     let setup_secs = setup.elapsed().as_secs_f64();
@@ -292,14 +364,14 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     wait_quiet(&sh, Duration::from_millis(200), Duration::from_secs(10)).await;
 
     let t0 = sh.now_ns();
-    let (op, sys, body) = trigger(0, p);
+    let (op, sys, body) = trigger(0, p, shape);
     api.call(op, Some(sys), &body).await?;
     let trigger_ms = (sh.now_ns() - t0) as f64 / 1e6;
     let s = sh.clone();
     wait_for(
         move || {
             let c = s.single_count.load(Ordering::Relaxed);
-            (c >= n, c as u64)
+            (c >= members, c as u64)
         },
         Duration::from_secs(30),
         Duration::from_secs(5),
@@ -314,7 +386,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
         .collect();
     arrivals.sort_unstable();
     if arrivals.is_empty() {
-        bail!("the broadcast reached none of the {n} clients");
+        bail!("the broadcast reached none of the {members} clients");
     }
     let ms = |v: u64| v as f64 / 1e6;
     let single = Single {
@@ -327,13 +399,15 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<FanoutResult> {
     };
     tracing::info!(server = server.kind.label(), ?single, "fan-out single");
 
-    let sustained = sustained(server, p, &sh, n, sent_target).await?;
+    let sustained = sustained(server, p, shape, &sh, sent_target).await?;
     server.check_alive()?;
     let dropped = sh.dropped.load(Ordering::Relaxed);
     set.shutdown().await;
     Ok(FanoutResult {
-        via: p.fanout_via,
+        via: shape.via,
         clients: n,
+        members,
+        strays: sh.strays.load(Ordering::Relaxed),
         setup_secs,
         single,
         sustained,
@@ -351,10 +425,11 @@ const TRIGGER_TIMEOUT: Duration = Duration::from_secs(60);
 async fn sustained(
     server: &Server,
     p: &Params,
+    shape: Shape,
     sh: &Arc<Shared>,
-    n: usize,
     count: usize,
 ) -> Result<Sustained> {
+    let n = shape.members;
     let interval = Duration::from_secs_f64(1.0 / f64::from(p.fanout_rate.max(1)));
     let mut sent_at = vec![0u64; count + 1];
     let meter = CpuMeter::start(server.pid)?;
@@ -364,7 +439,7 @@ async fn sustained(
     for (seq, at) in sent_at.iter_mut().enumerate().skip(1) {
         tokio::time::sleep_until((start + interval * u32::try_from(seq - 1)?).into()).await;
         *at = sh.now_ns();
-        let (op, sys, body) = trigger(seq, p);
+        let (op, sys, body) = trigger(seq, p, shape);
         let addr = server.addr();
         triggers.spawn(async move {
             Api::with_timeout(addr, TRIGGER_TIMEOUT)

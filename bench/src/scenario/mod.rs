@@ -37,6 +37,70 @@ impl<T> Outcome<T> {
     }
 }
 
+impl Scenario {
+    /// The name `--only` knows it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Idle => "idle",
+            Scenario::Fanout => "fanout",
+            Scenario::EchoNative => "echo-native",
+            Scenario::EchoApp => "echo-app",
+            Scenario::Storm => "storm",
+            Scenario::Reload => "reload",
+            Scenario::EchoScaling => "scaling",
+            Scenario::FanoutGroup => "fanout-group",
+            Scenario::Soak => "soak",
+        }
+    }
+
+    /// Every scenario `all` runs, in order (not the soak).
+    pub const ALL: [Scenario; 8] = [
+        Scenario::Idle,
+        Scenario::Fanout,
+        Scenario::FanoutGroup,
+        Scenario::EchoNative,
+        Scenario::EchoApp,
+        Scenario::EchoScaling,
+        Scenario::Storm,
+        Scenario::Reload,
+    ];
+
+    /// The scenarios a `--only` name selects (`echo` = both echo paths).
+    pub fn parse_only(name: &str) -> Result<Vec<Scenario>, String> {
+        let name = name.trim();
+        if name == "echo" {
+            return Ok(vec![Scenario::EchoNative, Scenario::EchoApp]);
+        }
+        Scenario::ALL
+            .into_iter()
+            .chain([Scenario::Soak])
+            .find(|s| s.name() == name)
+            .map(|s| vec![s])
+            .ok_or_else(|| {
+                let known: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown scenario {name:?} (known: echo, {}, soak)",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+/// Scenario 3b: the same application echo with the server on one core, then on all of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScalingResult {
+    /// Plugin instances asked for (wasmgate; `None`: the gateway's default, 1).
+    pub instances: Option<usize>,
+    /// The CPU list the server was pinned to for `one_core`.
+    pub one_core_cpus: String,
+    /// Server pinned to one core.
+    pub one_core: echo::EchoResult,
+    /// Server free on every core.
+    pub all_cores: echo::EchoResult,
+    /// `all_cores.per_sec ÷ one_core.per_sec`.
+    pub speedup: f64,
+}
+
 /// The scenarios, in the order `all` runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -53,6 +117,11 @@ pub enum Scenario {
     Storm,
     /// Plugin replaced under load (wasmgate only).
     Reload,
+    /// Application echo with the server pinned to one core, then free on every core (issue 11:
+    /// the plugin instance pool; Node's single-threaded JS handler beside it).
+    EchoScaling,
+    /// `send_to_group` to a group that is a part of a larger system (issue 13).
+    FanoutGroup,
     /// Minutes of churn, chat and pushes, watching memory and errors (wasmgate only).
     Soak,
 }
@@ -89,6 +158,49 @@ pub struct ServerReport {
     /// Scenario 6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak: Option<Outcome<soak::SoakResult>>,
+    /// Application echo on one core vs every core (issue 11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_scaling: Option<Outcome<ScalingResult>>,
+    /// A group inside a larger system (issue 13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout_group: Option<Outcome<fanout::FanoutResult>>,
+}
+
+impl ServerReport {
+    /// An empty report for `server`.
+    pub fn new(server: ServerKind) -> ServerReport {
+        ServerReport {
+            server,
+            idle: None,
+            fanout: None,
+            echo_native: None,
+            echo_app: None,
+            echo_app_js: None,
+            echo_app_python: None,
+            storm: None,
+            reload: None,
+            soak: None,
+            echo_scaling: None,
+            fanout_group: None,
+        }
+    }
+
+    /// Whether any scenario was attempted and failed (or the soak found errors).
+    pub fn any_failed(&self) -> bool {
+        let f = |o: Option<bool>| o.unwrap_or(false);
+        f(self.idle.as_ref().map(Outcome::is_failed))
+            || f(self.fanout.as_ref().map(Outcome::is_failed))
+            || f(self.echo_native.as_ref().map(Outcome::is_failed))
+            || f(self.echo_app.as_ref().map(Outcome::is_failed))
+            || f(self.echo_app_js.as_ref().map(Outcome::is_failed))
+            || f(self.echo_app_python.as_ref().map(Outcome::is_failed))
+            || f(self.storm.as_ref().map(Outcome::is_failed))
+            || f(self.reload.as_ref().map(Outcome::is_failed))
+            || f(self.soak.as_ref().map(Outcome::is_failed))
+            || f(self.echo_scaling.as_ref().map(Outcome::is_failed))
+            || f(self.fanout_group.as_ref().map(Outcome::is_failed))
+            || matches!(&self.soak, Some(Outcome::Ok(r)) if !r.failures.is_empty())
+    }
 }
 
 impl ServerReport {
@@ -164,6 +276,51 @@ fn no_plugin(lang: PluginLang) -> String {
     format!("{} echo plugin .wasm not found ({how})", lang.label())
 }
 
+/// The application echo twice, each against a fresh server: pinned to `p.scaling_cpu`, then
+/// on every core (whatever `--server-cpu` says for the other scenarios).
+async fn scaling(
+    l: &Launcher,
+    k: ServerKind,
+    plugin: Option<&std::path::Path>,
+    limit: Duration,
+    p: &Params,
+) -> Outcome<ScalingResult> {
+    let pinned = Launcher {
+        server_cpu: Some(p.scaling_cpu.clone()),
+        ..l.clone()
+    };
+    // Explicitly every core: a server started without `taskset` would inherit the load
+    // generator's affinity (CPU 0 when scripts/bench.sh pins it).
+    let free = Launcher {
+        server_cpu: Some(crate::machine::all_cpus()),
+        ..l.clone()
+    };
+    let echo = async |s: &mut Server| echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await;
+    tracing::info!(
+        server = k.label(),
+        cpus = p.scaling_cpu,
+        "scaling: one core"
+    );
+    let one_core = match guarded(&pinned, k, plugin, limit, echo).await {
+        Outcome::Ok(v) => v,
+        Outcome::Skipped(w) => return Outcome::Skipped(w),
+        Outcome::Failed(e) => return Outcome::Failed(format!("one core: {e}")),
+    };
+    tracing::info!(server = k.label(), "scaling: every core");
+    let all_cores = match guarded(&free, k, plugin, limit, echo).await {
+        Outcome::Ok(v) => v,
+        Outcome::Skipped(w) => return Outcome::Skipped(w),
+        Outcome::Failed(e) => return Outcome::Failed(format!("every core: {e}")),
+    };
+    Outcome::Ok(ScalingResult {
+        instances: p.plugin_instances.filter(|_| k == ServerKind::Wasmgate),
+        one_core_cpus: p.scaling_cpu.clone(),
+        speedup: all_cores.per_sec / one_core.per_sec.max(1e-9),
+        one_core,
+        all_cores,
+    })
+}
+
 /// Runs `scenarios` against every server in `kinds`, scenario by scenario (so the servers
 /// of one scenario are measured close together in time).
 pub async fn run_all(
@@ -172,21 +329,13 @@ pub async fn run_all(
     scenarios: &[Scenario],
     p: &Params,
 ) -> Vec<ServerReport> {
-    let mut reports: Vec<ServerReport> = kinds
-        .iter()
-        .map(|&server| ServerReport {
-            server,
-            idle: None,
-            fanout: None,
-            echo_native: None,
-            echo_app: None,
-            echo_app_js: None,
-            echo_app_python: None,
-            storm: None,
-            reload: None,
-            soak: None,
-        })
-        .collect();
+    let mut reports: Vec<ServerReport> = kinds.iter().map(|&k| ServerReport::new(k)).collect();
+    // The issue-11 rows run the plugin with the instances asked for; the other plugin rows
+    // keep the gateway's default so that they stay comparable with earlier runs.
+    let pooled = Launcher {
+        plugin_instances: p.plugin_instances,
+        ..l.clone()
+    };
     let limit = Duration::from_secs(p.scenario_timeout_secs);
     for &sc in scenarios {
         for rep in &mut reports {
@@ -254,10 +403,29 @@ pub async fn run_all(
                         }
                         (None, _) => Outcome::Skipped(no_plugin(PluginLang::Rust)),
                         (Some(wasm), _) => {
-                            guarded(l, k, Some(wasm), limit, async |s| {
+                            guarded(&pooled, k, Some(wasm), limit, async |s| {
                                 reload::run(s, p, wasm).await
                             })
                             .await
+                        }
+                    });
+                }
+                Scenario::FanoutGroup => {
+                    rep.fanout_group = Some(
+                        guarded(l, k, None, limit, async |s| {
+                            fanout::run_group_in_system(s, p).await
+                        })
+                        .await,
+                    );
+                }
+                Scenario::EchoScaling => {
+                    rep.echo_scaling = Some(match (k, &l.echo_wasm) {
+                        (ServerKind::Wasmgate, None) => {
+                            Outcome::Skipped(no_plugin(PluginLang::Rust))
+                        }
+                        (_, wasm) => {
+                            let plugin = wasm.as_deref().filter(|_| k == ServerKind::Wasmgate);
+                            scaling(&pooled, k, plugin, limit, p).await
                         }
                     });
                 }

@@ -51,6 +51,24 @@ pub struct ReloadResult {
     /// Time from the last write until the gateway served that build (its blake3 hash is the
     /// `version` of `GET /api/plugins`); `None` if it did not within 60 s.
     pub last_swap_live_ms: Option<f64>,
+    /// Plugin instances asked for (`None`: the gateway's default, 1).
+    #[serde(default)]
+    pub instances: Option<usize>,
+    /// Per swap seen serving before the next write: time from the write until every instance
+    /// served that build (polled every 5 ms).
+    #[serde(default)]
+    pub swap_live: Option<Dist>,
+    /// Swaps not seen serving before the next write (superseded, or coalesced by the gateway).
+    #[serde(default)]
+    pub swaps_not_seen: usize,
+    /// What "serving" was read from: every instance's `version` when `GET /api/plugins` lists
+    /// the instances, else the plugin's `version`.
+    #[serde(default)]
+    pub live_from: String,
+    /// Replies that came back out of order on one connection (a client has one request in
+    /// flight, so only a late reply can arrive after a newer one).
+    #[serde(default)]
+    pub reordered: u64,
 }
 
 /// Bound on waiting for the last build to serve (a debug build compiles slowly).
@@ -73,6 +91,9 @@ struct ClientStats {
     lost: u64,
     doubled: u64,
     late: u64,
+    reordered: u64,
+    /// Highest sequence number answered so far.
+    highest: usize,
     dropped: bool,
     baseline_us: Vec<u32>,
     swap_us: Vec<u32>,
@@ -97,6 +118,10 @@ fn on_reply(st: &mut ClientStats, states: &mut [u8], seq: usize, current: usize)
     let Some(state) = states.get_mut(seq) else {
         return false;
     };
+    if seq < st.highest {
+        st.reordered += 1;
+    }
+    st.highest = st.highest.max(seq);
     match *state {
         PENDING => {
             *state = ANSWERED;
@@ -251,18 +276,41 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     let file = server.plugins_dir.join(ECHO_PLUGIN_FILE);
     let interval = Params::ms(p.reload_interval_ms);
     let start = Instant::now();
+    let (mut live_us, mut swaps_not_seen, mut last_write) = (Vec::new(), 0, None);
+    let mut live_from = String::new();
     for i in 0..p.reload_swaps {
         tokio::time::sleep_until((start + interval * u32::try_from(i)?).into()).await;
         // A plain overwrite, as `cp new.wasm plugins/` does (not an atomic rename).
-        tokio::fs::write(&file, variant(&base, i + 1))
+        let build = variant(&base, i + 1);
+        let hash = blake3::hash(&build).to_hex().to_string();
+        tokio::fs::write(&file, build)
             .await
             .with_context(|| format!("replace {}", file.display()))?;
+        let written = Instant::now();
+        last_write = Some(written);
+        if i + 1 == p.reload_swaps {
+            break; // the last one is waited for below, without the next write's bound
+        }
+        // Until the next write: when did every instance serve this build?
+        let next = start + interval * u32::try_from(i + 1)?;
+        let mut seen = false;
+        while Instant::now() < next {
+            let state = echo_plugin_state(&mut api).await?;
+            live_from = state.live_from().to_owned();
+            if state.serves(&hash) {
+                live_us.push(u32::try_from(written.elapsed().as_micros()).unwrap_or(u32::MAX));
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        swaps_not_seen += usize::from(!seen);
     }
     // Keep the load on until the last build serves, and a little after.
-    let last_write = Instant::now();
+    let last_write = last_write.unwrap_or_else(Instant::now);
     let mut last_swap_live_ms = None;
     while p.reload_swaps > 0 && last_write.elapsed() < LIVE_LIMIT {
-        if echo_plugin_state(&mut api).await?.version.as_deref() == Some(last_hash.as_str()) {
+        if echo_plugin_state(&mut api).await?.serves(&last_hash) {
             last_swap_live_ms = Some(last_write.elapsed().as_secs_f64() * 1e3);
             break;
         }
@@ -270,10 +318,19 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     }
     tokio::time::sleep(interval.max(Duration::from_millis(500))).await;
     ph.stop.store(true, Ordering::Relaxed);
+    if let Some(ms) = last_swap_live_ms {
+        live_us.push((ms * 1e3) as u32);
+    } else if p.reload_swaps > 0 {
+        swaps_not_seen += 1;
+    }
     let mut out = ReloadResult {
         clients: n,
         swaps: p.reload_swaps,
         swap_interval_ms: p.reload_interval_ms,
+        instances: p.plugin_instances,
+        swap_live: Dist::from_us(&mut live_us),
+        swaps_not_seen,
+        live_from,
         ..ReloadResult::default()
     };
     let (mut baseline, mut swap) = (Vec::new(), Vec::new());
@@ -285,6 +342,7 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
         out.lost += st.lost;
         out.doubled += st.doubled;
         out.late += st.late;
+        out.reordered += st.reordered;
         out.dropped_connections += usize::from(st.dropped);
         baseline.extend(st.baseline_us);
         swap.extend(st.swap_us);
@@ -294,6 +352,9 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     out.baseline = Dist::from_us(&mut baseline);
     out.during_swaps = Dist::from_us(&mut swap);
     let after = echo_plugin_state(&mut api).await?;
+    if out.live_from.is_empty() {
+        out.live_from = after.live_from().to_owned();
+    }
     out.reloads_applied = after.reloads.saturating_sub(reloads_before);
     out.last_swap_live_ms = last_swap_live_ms;
     out.last_error = after.last_error;
@@ -323,6 +384,7 @@ mod tests {
         assert!(!on_reply(&mut st, &mut states, 1, 3));
         assert!(!on_reply(&mut st, &mut states, 9, 3));
         assert_eq!((st.answered, st.late, st.doubled), (2, 1, 2));
+        assert_eq!(st.reordered, 2, "the replies to 1 came after the one to 2");
     }
 
     #[test]
