@@ -405,15 +405,26 @@ impl Server {
     /// The last lines of the server's output, for error messages.
     pub fn log_tail(&self) -> String {
         let log = self.log();
-        // Backtrace frames are indented: keep the lines that say what happened.
+        // Backtrace frames are numbered and indented: keep the lines that say what happened.
+        // Only after "Stack backtrace:": before it, "0: invalid configuration: ..." is anyhow's
+        // chain of causes, the one line that says why a gateway refused to start.
+        let mut in_trace = false;
         let lines: Vec<&str> = log
             .lines()
             .filter(|l| {
                 let t = l.trim_start();
+                if t == "Stack backtrace:" {
+                    in_trace = true;
+                    return false;
+                }
                 let frame = t.starts_with("at ")
                     || t.split_once(": ")
                         .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
-                !frame && !t.is_empty() && t != "Stack backtrace:"
+                if !frame {
+                    in_trace = false;
+                }
+                let trace_frame = frame && in_trace;
+                !trace_frame && !t.is_empty()
             })
             .collect();
         let tail = lines[lines.len().saturating_sub(15)..].join("\n");
