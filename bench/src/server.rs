@@ -492,15 +492,23 @@ pub async fn plugin_state(api: &mut Api, name: &str) -> Result<EchoPluginState> 
         reloads: entry["reloads"].as_u64().unwrap_or(0),
         version: entry["version"].as_str().map(str::to_owned),
         last_error: entry["lastError"].as_str().map(str::to_owned),
-        instance_versions: entry["instances"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .map(|i| i["version"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        instance_versions: instance_versions(entry),
     })
+}
+
+/// Each instance's `version` when the plugin's entry lists instances that carry one (even
+/// `null`: an instance between two builds); empty when they do not say (the pool's first API
+/// lists instances with queue and memory figures only), so that the plugin's `version` decides.
+fn instance_versions(entry: &serde_json::Value) -> Vec<Option<String>> {
+    let Some(list) = entry["instances"].as_array() else {
+        return Vec::new();
+    };
+    if !list.iter().any(|i| i.get("version").is_some()) {
+        return Vec::new();
+    }
+    list.iter()
+        .map(|i| i["version"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// `VmRSS` of a process, in KiB.
@@ -541,6 +549,39 @@ mod tests {
             c.ends_with("\n[systems.echo]\n\n[plugins.echo]\ninstances = 2\n"),
             "{c}"
         );
+    }
+
+    #[test]
+    fn serving_reads_instance_versions_only_when_listed() {
+        let state = |entry: serde_json::Value| EchoPluginState {
+            reloads: 0,
+            version: entry["version"].as_str().map(str::to_owned),
+            last_error: None,
+            instance_versions: instance_versions(&entry),
+        };
+        // Instances without versions (queue figures only): the plugin's version decides.
+        let s =
+            state(serde_json::json!({"version": "b", "instances": [{"queued": 0}, {"queued": 1}]}));
+        assert!(s.serves("b") && !s.serves("a"));
+        assert_eq!(s.live_from(), "plugin version");
+        // Instances with versions: every one must serve the build.
+        let s = state(
+            serde_json::json!({"version": "b", "instances": [{"version": "b"}, {"version": "a"}]}),
+        );
+        assert!(!s.serves("b"));
+        assert_eq!(s.live_from(), "every instance's version");
+        let s = state(
+            serde_json::json!({"version": "b", "instances": [{"version": "b"}, {"version": null}]}),
+        );
+        assert!(
+            !s.serves("b"),
+            "an instance between two builds does not serve"
+        );
+        let s = state(
+            serde_json::json!({"version": "b", "instances": [{"version": "b"}, {"version": "b"}]}),
+        );
+        assert!(s.serves("b"));
+        assert!(state(serde_json::json!({"version": "b"})).serves("b"));
     }
 
     #[test]
