@@ -24,9 +24,9 @@
 #   --only LIST      only these scenarios: idle, fanout, fanout-group, echo (= echo-native +
 #                    echo-app), echo-native, echo-app, scaling, storm, reload
 #   --layout L       pinned (default): load generator on CPU 0, servers on CPU 1;
-#                    free: servers unpinned (every core), the load generator on CPU 0 at nice
-#                    10 (see bench/README.md). The scaling scenario pins its one-core half to
-#                    CPU 1 in both layouts.
+#                    free: servers on every core, the load generator unpinned (one thread;
+#                    bench/README.md has the measurements behind this). The scaling scenario
+#                    pins its one-core half to CPU 1 in both layouts.
 #   --plugin-instances N   [plugins.echo] instances = N in the gateways of the scaling and
 #                    hot-reload scenarios (left out by default)
 #   --client-threads N     worker threads of the load generator (default 1)
@@ -203,10 +203,13 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   if [ "$layout" = pinned ]; then
     args+=(--server-cpu 1)
   else
-    # free: the servers may use every core (given explicitly: a child inherits the load
-    # generator's affinity otherwise); FREE_CLIENT_PIN below places the load generator.
+    # free: the servers may use every core (given explicitly: a child would inherit a pinned
+    # load generator's affinity). The load generator is left to the scheduler: pinned to CPU 0
+    # it made every server thread landing there share with it (wasmgate's every-core echo came
+    # out at 0.90x its one-core echo, bench/README.md); FREE_CLIENT_PIN="taskset -c 0" restores
+    # that placement.
     args+=(--server-cpu "0-$(( $(nproc) - 1 ))")
-    pin=(${FREE_CLIENT_PIN:-taskset -c 0})
+    read -r -a pin <<< "${FREE_CLIENT_PIN:-}"
   fi
 fi
 log "running: ${pin[*]} $bench_bin ${args[*]} ${extra[*]}"
