@@ -40,7 +40,27 @@ fn failure(status: StatusCode, msg: String) -> Response {
 }
 
 async fn list(State(host): State<Arc<PluginHost>>) -> Response {
-    success(host.list())
+    let mut data = host.list();
+    with_code_bytes(&host, &mut data);
+    success(data)
+}
+
+/// Add `codeBytes` to each entry of the list: the size of the serving version's compiled image
+/// (see `engine::code_bytes`), `null` when no version serves. Memory figures of the instances
+/// themselves (`memoryBytes`) come from the actors that own them.
+fn with_code_bytes(host: &PluginHost, data: &mut Value) {
+    let Some(list) = data.get_mut("list").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for entry in list {
+        let bytes = entry
+            .get("version")
+            .and_then(Value::as_str)
+            .and_then(|hash| host.code_bytes(hash));
+        if let Value::Object(map) = entry {
+            map.insert("codeBytes".into(), json!(bytes));
+        }
+    }
 }
 
 async fn reload(

@@ -25,7 +25,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::actor::{self, Loaded};
 use super::bindings::{Plugin, PluginPre};
-use super::engine::{CodeSource, version_of};
+use super::engine::{CodeSource, code_bytes, version_of};
 use super::entry::PluginShared;
 use super::kv::Kv;
 use super::mailbox::{Control, Mailbox};
@@ -199,6 +199,15 @@ impl PluginHost {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    /// Bytes of the compiled image of version `hash`, if it is among the recent versions kept in
+    /// memory (the serving version always is, unless more than `RECENT_VERSIONS` newer versions
+    /// failed to load since).
+    pub(crate) fn code_bytes(&self, hash: &str) -> Option<usize> {
+        let recent = self.recent.lock();
+        let component = recent.iter().find(|(h, _)| h == hash).map(|(_, c)| c)?;
+        Some(code_bytes(component))
     }
 
     /// Compile (or reuse) and link `bytes` on a blocking thread.
