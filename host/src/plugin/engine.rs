@@ -180,7 +180,7 @@ impl Runtime {
     /// cache hit, same plugin, same instance). Compiling with an engine of the same settings and
     /// the same cache, then dropping it, frees all of it; the serving engine then finds the
     /// entry just written (the cache key hashes the settings, which are identical). A cache hit
-    /// costs one extra load of the cached code (Python chat: ~0.2 s, 33 MB read and dropped).
+    /// costs one extra load of the cached code (Python chat: ~0.3 s, 35 MB loaded and dropped).
     /// If the entry cannot be written (full disk), the serving engine compiles it itself:
     /// correct, only without the saving.
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, CodeSource), String> {
