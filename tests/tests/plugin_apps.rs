@@ -124,6 +124,7 @@ async fn a_quiz_survives_hot_reloads_mid_question() {
         PluginConfig {
             systems: vec![],
             config: questions.to_string(),
+            ..Default::default()
         },
     );
     let gw = TestGateway::start(cfg).await;
