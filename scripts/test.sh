@@ -11,5 +11,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p wasmgate --all-targets --features bench-support -- -D warnings
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# Every plugin test again with every plugin pooled (instances = 2): order per client, reload
+# under load, traps, timers and fairness must hold for N > 1 too.
+WASMGATE_TEST_PLUGIN_INSTANCES=2 cargo test -p wasmgate-tests \
+  --test plugin_apps --test plugin_fairness --test plugin_faults --test plugin_hostcalls \
+  --test plugin_reload --test plugin_watch --test lang_plugins
 scripts/test-web.sh
 scripts/check-templates.sh

@@ -91,7 +91,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("call");
     group.bench_function("plugin_on_message", |b| {
         b.iter(|| {
-            direct.on_message(&client, black_box("x")).unwrap();
+            rt.block_on(direct.on_message(&client, black_box("x")))
+                .unwrap();
             black_box(rx.try_recv().unwrap());
         })
     });

@@ -160,6 +160,79 @@ pub struct PluginRuntimeConfig {
     /// How long the file watcher waits for writes to settle before reloading.
     #[serde(with = "humantime_serde")]
     pub reload_debounce: Duration,
+    /// Instances of every plugin that does not say otherwise (`[plugins.<name>] instances`).
+    pub instances: Instances,
+}
+
+/// How many instances of a plugin handle its events in parallel: a number from 1 to
+/// [`Instances::MAX`], or `"auto"` (one per core). A client's events always go to the same
+/// instance, in order; see the plugin README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// This many.
+    Count(usize),
+    /// One per core (`std::thread::available_parallelism`).
+    Auto,
+}
+
+impl Instances {
+    /// The most instances a plugin may have: each costs its own linear memory.
+    pub const MAX: usize = 64;
+
+    /// The number of instances on this machine.
+    pub fn resolve(self) -> usize {
+        match self {
+            Instances::Count(n) => n.clamp(1, Self::MAX),
+            Instances::Auto => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(Self::MAX),
+        }
+    }
+}
+
+impl Default for Instances {
+    fn default() -> Self {
+        Instances::Count(1)
+    }
+}
+
+impl Serialize for Instances {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Instances::Count(n) => s.serialize_u64(*n as u64),
+            Instances::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Text(String),
+        }
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "instances must be a number from 1 to {} or \"auto\"",
+                Instances::MAX
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Count(n) if (1..=Instances::MAX as u64).contains(&n) => {
+                Ok(Instances::Count(usize::try_from(n).map_err(|_| bad())?))
+            }
+            Raw::Text(t) if t == "auto" => Ok(Instances::Auto),
+            Raw::Text(t) => match t.parse::<u64>() {
+                Ok(n) if (1..=Instances::MAX as u64).contains(&n) => {
+                    Ok(Instances::Count(usize::try_from(n).map_err(|_| bad())?))
+                }
+                _ => Err(bad()),
+            },
+            Raw::Count(_) => Err(bad()),
+        }
+    }
 }
 
 /// Options of one plugin.
@@ -170,6 +243,8 @@ pub struct PluginConfig {
     pub systems: Vec<String>,
     /// Passed to the plugin's `init`.
     pub config: String,
+    /// Instances handling its events in parallel (default: `plugin.instances`, itself 1).
+    pub instances: Option<Instances>,
 }
 
 impl Default for Config {
@@ -247,6 +322,7 @@ impl Default for PluginRuntimeConfig {
             queue_bytes: 16 * 1024 * 1024,
             client_queue_share: 64,
             reload_debounce: Duration::from_millis(200),
+            instances: Instances::default(),
         }
     }
 }

@@ -116,6 +116,7 @@ async fn a_client_that_leaves_without_a_close_frame_is_an_abnormal_closure() {
         PluginConfig {
             systems: vec!["app".into()],
             config: String::new(),
+            ..Default::default()
         },
     );
     let gw = TestGateway::start(config).await;

@@ -23,6 +23,7 @@ async fn hostcalls_gateway(dir: &std::path::Path) -> TestGateway {
         PluginConfig {
             systems: vec!["hc1".into(), "hc2".into()],
             config: "cfg-x".into(),
+            ..Default::default()
         },
     );
     TestGateway::start(config).await

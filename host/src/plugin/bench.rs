@@ -1,12 +1,12 @@
 //! Support for the micro-benchmark `host/benches/plugin_call.rs`: an instance of a loaded
-//! plugin driven synchronously on the caller's thread, without the queue and the actor thread,
-//! to measure the bare cost of a call into a guest. Not a stable API.
+//! plugin driven directly by the caller's task, without the queue and the lane task, to
+//! measure the bare cost of a call into a guest. Not a stable API.
 
 use std::sync::Arc;
 
 use super::actor::{self, Instance, describe};
 use super::bindings::WitMessage;
-use super::engine::{deadline_ticks, version_of};
+use super::engine::version_of;
 use super::{PluginError, PluginHost};
 
 /// A private instance of a loaded plugin (sharing its store and timers).
@@ -14,13 +14,11 @@ pub struct DirectInstance {
     instance: Instance,
     /// The system events are scoped to.
     system: Arc<str>,
-    call_ticks: u64,
     call_timeout: std::time::Duration,
 }
 
 impl PluginHost {
-    /// A fresh instance of plugin `name`, built from its file, for benchmarks. Call it outside
-    /// the async runtime's threads (host calls block on the runtime).
+    /// A fresh instance of plugin `name`, built from its file, for benchmarks.
     #[doc(hidden)]
     pub async fn direct_instance(
         self: &Arc<Self>,
@@ -45,38 +43,32 @@ impl PluginHost {
             .map_err(|e| load_error(e.to_string()))?;
         let hash = version_of(&bytes);
         let loaded = self.prepare(bytes, hash).await.map_err(load_error)?;
-        let engine = self.runtime.engine.clone();
-        let init_ticks = deadline_ticks(plugin.limits.init_timeout);
-        let p = plugin.clone();
-        let instance = tokio::task::spawn_blocking(move || {
-            actor::instantiate(&engine, &p, &loaded, init_ticks)
-        })
-        .await
-        .map_err(|e| load_error(e.to_string()))?
-        .map_err(load_error)?;
+        let instance = actor::instantiate(&self.runtime.engine, &plugin, &loaded, 0)
+            .await
+            .map_err(load_error)?;
         Ok(DirectInstance {
             instance,
             system: plugin.systems.first().cloned().unwrap_or_default(),
-            call_ticks: deadline_ticks(plugin.limits.call_timeout),
             call_timeout: plugin.limits.call_timeout,
         })
     }
 }
 
 impl DirectInstance {
-    /// Call `on-message(client, text)` on this thread.
+    /// Call `on-message(client, text)` on the caller's task.
     // `&String`: the generated binding takes one, and the benchmark should not allocate.
     #[allow(clippy::ptr_arg)]
-    pub fn on_message(&mut self, client: &String, text: &str) -> Result<(), String> {
+    pub async fn on_message(&mut self, client: &String, text: &str) -> Result<(), String> {
         let store = &mut self.instance.store;
         store.data_mut().begin_event(self.system.clone());
-        store.set_epoch_deadline(self.call_ticks);
+        actor::arm(store, self.call_timeout);
         let _ticking = super::engine::ticking();
         let msg = WitMessage::Text(text.to_owned());
         let result = self
             .instance
             .bindings
-            .call_on_message(&mut self.instance.store, client, &msg);
+            .call_on_message(&mut self.instance.store, client, &msg)
+            .await;
         self.instance.store.data_mut().end_event();
         result.map_err(|e| describe(&e, self.call_timeout, None))
     }

@@ -1,8 +1,9 @@
 //! The one `bindgen!` of the host: Rust types and traits generated from `wit/plugin.wit`, and
 //! the conversions between them and the gateway's own types.
 //!
-//! Imports are synchronous: the actor thread calls into the guest with sync wasmtime, and host
-//! functions block on the gateway's (immediately ready, in-memory) futures. See `actor.rs`.
+//! Imports and exports are async: guest calls run on the tokio runtime's own threads (wasmtime
+//! fibers) and a host call that waits (a registry in Redis, the KV turn of a pooled plugin)
+//! suspends the guest instead of holding a thread. See `actor.rs`.
 
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -12,6 +13,8 @@ use crate::registry::{ErrorKind, Info, RegistryError};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    imports: { default: async },
+    exports: { default: async },
 });
 
 pub(crate) use self::wasmgate::plugin::host::Host;

@@ -74,8 +74,11 @@ pub(crate) struct PluginShared {
     pub rt: Handle,
     /// Instance limits.
     pub limits: Limits,
-    /// Events waiting for the actor.
-    pub mailbox: Mailbox,
+    /// One queue per instance of the pool: a client's events all go to `lanes[lane_of(client)]`.
+    pub lanes: Box<[Lane]>,
+    /// Held by an event of a pooled plugin from its first KV call to its end (see
+    /// `hostcalls.rs`), so read-modify-writes of different instances do not interleave.
+    pub kv_turn: Arc<tokio::sync::Mutex<()>>,
     /// The key-value store.
     pub kv: Kv,
     /// Pending timers.
@@ -88,6 +91,43 @@ pub(crate) struct PluginShared {
     pub label: PluginLabel,
     /// Whether a version serves: until then (and after unload) events are not routed here.
     pub live: AtomicBool,
+}
+
+/// One instance of a plugin's pool: its queue and its figures.
+pub(crate) struct Lane {
+    /// Events waiting for this instance.
+    pub mailbox: Mailbox,
+    /// Calls it handled (completed or trapped).
+    pub events_handled: AtomicU64,
+    /// Its traps.
+    pub traps: AtomicU64,
+    /// Bytes of linear memory of its current instance (0 while it has none).
+    pub memory_bytes: Arc<AtomicU64>,
+}
+
+impl Lane {
+    pub(crate) fn new(mailbox: Mailbox) -> Self {
+        Self {
+            mailbox,
+            events_handled: AtomicU64::new(0),
+            traps: AtomicU64::new(0),
+            memory_bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The lane of `client` among `lanes`: FNV-1a of its id, so a client's events always reach
+/// the same instance, in order.
+pub(crate) fn lane_of(client: &str, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in client.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(h % lanes as u64).unwrap_or(0)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -107,6 +147,28 @@ impl PluginShared {
     /// The version serving now.
     pub(crate) fn version(&self) -> Option<VersionInfo> {
         self.stats.version.lock().clone()
+    }
+
+    /// Stop every lane's task (queued events are dropped, waiting connects accepted).
+    pub(crate) fn stop(&self) {
+        for lane in &*self.lanes {
+            lane.mailbox.control(super::mailbox::Control::Stop);
+        }
+    }
+
+    /// Whether more than one instance serves (the KV turn is then taken).
+    pub(crate) fn pooled(&self) -> bool {
+        self.lanes.len() > 1
+    }
+
+    /// The queue of `client`'s instance.
+    pub(crate) fn mailbox(&self, client: &str) -> &Mailbox {
+        &self.lanes[lane_of(client, self.lanes.len())].mailbox
+    }
+
+    /// Events waiting in every lane.
+    pub(crate) fn queued(&self) -> usize {
+        self.lanes.iter().map(|l| l.mailbox.len()).sum()
     }
 
     /// Whether events are routed here.
@@ -133,8 +195,15 @@ impl PluginShared {
             "lastError": self.stats.last_error.lock().clone(),
             "p50Us": p50,
             "p99Us": p99,
-            "queued": self.mailbox.len(),
+            "queued": self.queued(),
             "timers": self.timers.len(),
+            "memoryBytes": self.lanes.iter().map(|l| l.memory_bytes.load(Ordering::Relaxed)).sum::<u64>(),
+            "instances": self.lanes.iter().map(|l| json!({
+                "queued": l.mailbox.len(),
+                "eventsHandled": l.events_handled.load(Ordering::Relaxed),
+                "traps": l.traps.load(Ordering::Relaxed),
+                "memoryBytes": l.memory_bytes.load(Ordering::Relaxed),
+            })).collect::<Vec<_>>(),
         })
     }
 }

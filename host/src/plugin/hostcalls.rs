@@ -1,16 +1,15 @@
 //! The `host` interface a plugin imports, implemented on the store data.
 //!
 //! Every call acts on `self.system`, the system of the event being handled, so a plugin can never
-//! reach a client of a system it does not serve. Gateway operations are async (a cluster registry
-//! does I/O); the actor thread is not a runtime thread, so it blocks on them with the runtime's
-//! handle. With the local registry they complete without waiting.
+//! reach a client of a system it does not serve. Host calls are `async`: the guest runs on a
+//! wasmtime fiber on a runtime thread, and a call that has to wait (a registry doing I/O, the
+//! key-value turn of a pooled plugin) suspends the guest without holding the thread. With the
+//! local registry they complete without waiting.
 //!
 //! Spam guard: one event may make at most `sends_per_event` send calls (the per-client outbound
 //! queue bound by default, so a single event can never by itself overflow the queue of a client
 //! that keeps up); further sends fail with `quota-exceeded`. CPU is bounded by the call deadline.
 //! Logging is budgeted the same way.
-
-use std::future::Future;
 
 use tracing::{debug, error, info, trace, warn};
 
@@ -39,8 +38,14 @@ fn count(n: usize) -> u32 {
 }
 
 impl HostState {
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
-        self.plugin.rt.block_on(f)
+    /// Take the plugin's key-value turn for the rest of this event (first KV call of the
+    /// event only): with several instances, a read-modify-write inside one handler must not
+    /// interleave with another instance's. Released by `end_event` (or with the store, when
+    /// the event traps). One instance never waits: the turn is only taken when pooled.
+    async fn kv_turn(&mut self) {
+        if self.kv_held.is_none() && self.plugin.pooled() {
+            self.kv_held = Some(self.plugin.kv_turn.clone().lock_owned().await);
+        }
     }
 
     /// `group` checked with the API's rule (`limits.max_name_bytes`).
@@ -78,197 +83,236 @@ impl HostState {
 impl types::Host for HostState {}
 
 impl Host for HostState {
-    fn send_to_client(&mut self, client: String, msg: WitMessage) -> R<()> {
+    async fn send_to_client(&mut self, client: String, msg: WitMessage) -> R<()> {
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.send_to_client(&self.system, &client, to_ws(msg)))
+        gw.send_to_client(&self.system, &client, to_ws(msg))
+            .await
             .map(|_queued| ())
             .map_err(to_wit_error)
     }
 
-    fn send_to_clients(&mut self, clients: Vec<String>, msg: WitMessage) -> R<u32> {
+    async fn send_to_clients(&mut self, clients: Vec<String>, msg: WitMessage) -> R<u32> {
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.send_to_clients(&self.system, &clients, to_ws(msg)))
+        gw.send_to_clients(&self.system, &clients, to_ws(msg))
+            .await
             .map(count)
             .map_err(to_wit_error)
     }
 
-    fn send_to_group(&mut self, group: String, msg: WitMessage, exclude: Vec<String>) -> R<u32> {
+    async fn send_to_group(
+        &mut self,
+        group: String,
+        msg: WitMessage,
+        exclude: Vec<String>,
+    ) -> R<u32> {
         let group = self.group(group)?;
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.send_to_group(&self.system, &group, to_ws(msg), &exclude))
+        gw.send_to_group(&self.system, &group, to_ws(msg), &exclude)
+            .await
             .map(count)
             .map_err(to_wit_error)
     }
 
-    fn send_to_system(&mut self, msg: WitMessage, exclude: Vec<String>) -> R<u32> {
+    async fn send_to_system(&mut self, msg: WitMessage, exclude: Vec<String>) -> R<u32> {
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.send_to_system(&self.system, to_ws(msg), &exclude))
+        gw.send_to_system(&self.system, to_ws(msg), &exclude)
+            .await
             .map(count)
             .map_err(to_wit_error)
     }
 
-    fn send_to_uid(&mut self, uid: String, msg: WitMessage) -> R<u32> {
+    async fn send_to_uid(&mut self, uid: String, msg: WitMessage) -> R<u32> {
         let uid = self.uid(uid)?;
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.send_to_uid(&self.system, &uid, to_ws(msg)))
+        gw.send_to_uid(&self.system, &uid, to_ws(msg))
+            .await
             .map(count)
             .map_err(to_wit_error)
     }
 
-    fn bind_uid(&mut self, client: String, uid: String) -> R<()> {
+    async fn bind_uid(&mut self, client: String, uid: String) -> R<()> {
         let uid = self.uid(uid)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.bind_uid(&self.system, &client, &uid))
+        gw.bind_uid(&self.system, &client, &uid)
+            .await
             .map_err(to_wit_error)
     }
 
-    fn unbind_uid(&mut self, client: String) -> R<()> {
+    async fn unbind_uid(&mut self, client: String) -> R<()> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.unbind_uid(&self.system, &client))
+        gw.unbind_uid(&self.system, &client)
+            .await
             .map_err(to_wit_error)
     }
 
-    fn is_uid_online(&mut self, uid: String) -> bool {
+    async fn is_uid_online(&mut self, uid: String) -> bool {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().clients_by_uid(&self.system, &uid))
+        gw.registry()
+            .clients_by_uid(&self.system, &uid)
+            .await
             .is_ok_and(|c| !c.is_empty())
     }
 
-    fn get_client_ids_by_uid(&mut self, uid: String) -> Vec<String> {
+    async fn get_client_ids_by_uid(&mut self, uid: String) -> Vec<String> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().clients_by_uid(&self.system, &uid))
+        gw.registry()
+            .clients_by_uid(&self.system, &uid)
+            .await
             .unwrap_or_default()
     }
 
-    fn get_uid_by_client_id(&mut self, client: String) -> R<Option<String>> {
+    async fn get_uid_by_client_id(&mut self, client: String) -> R<Option<String>> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().uid_of(&self.system, &client))
+        gw.registry()
+            .uid_of(&self.system, &client)
+            .await
             .map_err(|e| to_wit_error(e.into()))
     }
 
-    fn get_all_uid(&mut self) -> Vec<String> {
+    async fn get_all_uid(&mut self) -> Vec<String> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().uids(&self.system))
-            .unwrap_or_default()
+        gw.registry().uids(&self.system).await.unwrap_or_default()
     }
 
-    fn join_group(&mut self, client: String, group: String) -> R<()> {
+    async fn join_group(&mut self, client: String, group: String) -> R<()> {
         let group = self.group(group)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.join_group(&self.system, &client, &group, Member::default()))
+        gw.join_group(&self.system, &client, &group, Member::default())
+            .await
             .map_err(to_wit_error)
     }
 
-    fn leave_group(&mut self, client: String, group: String) -> R<()> {
+    async fn leave_group(&mut self, client: String, group: String) -> R<()> {
         let group = self.group(group)?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.leave_group(&self.system, &client, &group))
+        gw.leave_group(&self.system, &client, &group)
+            .await
             .map_err(to_wit_error)
     }
 
-    fn get_client_count_by_group(&mut self, group: String) -> u32 {
-        count(self.get_client_ids_by_group(group).len())
+    async fn get_client_count_by_group(&mut self, group: String) -> u32 {
+        count(self.get_client_ids_by_group(group).await.len())
     }
 
-    fn get_client_ids_by_group(&mut self, group: String) -> Vec<String> {
+    async fn get_client_ids_by_group(&mut self, group: String) -> Vec<String> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().group_clients(&self.system, &group))
+        gw.registry()
+            .group_clients(&self.system, &group)
+            .await
             .unwrap_or_default()
     }
 
-    fn get_uids_by_group(&mut self, group: String) -> Vec<String> {
+    async fn get_uids_by_group(&mut self, group: String) -> Vec<String> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().group_uids(&self.system, &group))
+        gw.registry()
+            .group_uids(&self.system, &group)
+            .await
             .unwrap_or_default()
     }
 
-    fn get_uid_count_by_group(&mut self, group: String) -> u32 {
-        count(self.get_uids_by_group(group).len())
+    async fn get_uid_count_by_group(&mut self, group: String) -> u32 {
+        count(self.get_uids_by_group(group).await.len())
     }
 
-    fn get_all_groups(&mut self) -> Vec<String> {
+    async fn get_all_groups(&mut self) -> Vec<String> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().groups(&self.system))
-            .unwrap_or_default()
+        gw.registry().groups(&self.system).await.unwrap_or_default()
     }
 
-    fn close_client(&mut self, client: String, code: u16, reason: String) -> R<()> {
+    async fn close_client(&mut self, client: String, code: u16, reason: String) -> R<()> {
         let checked = CloseCode::application(code)
             .and_then(|code| Ok((code, CloseReason::parse(&reason)?)))
             .map_err(|e| to_wit_error(e.into()))?;
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.close_client(&self.system, &client, checked.0, &checked.1))
+        gw.close_client(&self.system, &client, checked.0, &checked.1)
+            .await
             .map_err(to_wit_error)
     }
 
-    fn is_online(&mut self, client: String) -> bool {
+    async fn is_online(&mut self, client: String) -> bool {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().client_exists(&self.system, &client))
+        gw.registry().client_exists(&self.system, &client).await
     }
 
-    fn get_all_client_count(&mut self) -> u32 {
+    async fn get_all_client_count(&mut self) -> u32 {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().client_count(&self.system))
+        gw.registry()
+            .client_count(&self.system)
+            .await
             .map(count)
             .unwrap_or(0)
     }
 
-    fn get_info(&mut self, client: String) -> R<Vec<(String, String)>> {
+    async fn get_info(&mut self, client: String) -> R<Vec<(String, String)>> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.registry().info(&self.system, &client))
+        gw.registry()
+            .info(&self.system, &client)
+            .await
             .map(from_info)
             .map_err(|e| to_wit_error(e.into()))
     }
 
-    fn set_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
+    async fn set_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.set_info(&self.system, &client, to_info(info)))
+        gw.set_info(&self.system, &client, to_info(info))
+            .await
             .map_err(to_wit_error)
     }
 
-    fn update_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
+    async fn update_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
         let gw = self.plugin.gateway.clone();
-        self.block_on(gw.update_info(&self.system, &client, to_info(info)))
+        gw.update_info(&self.system, &client, to_info(info))
+            .await
             .map_err(to_wit_error)
     }
 
-    fn kv_get(&mut self, key: String) -> R<Option<Vec<u8>>> {
+    async fn kv_get(&mut self, key: String) -> R<Option<Vec<u8>>> {
+        self.kv_turn().await;
         self.plugin.kv.get(&key)
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> R<()> {
+    async fn kv_set(&mut self, key: String, value: Vec<u8>) -> R<()> {
+        self.kv_turn().await;
         self.plugin.kv.set(&key, value)
     }
 
-    fn kv_delete(&mut self, key: String) -> R<bool> {
+    async fn kv_delete(&mut self, key: String) -> R<bool> {
+        self.kv_turn().await;
         self.plugin.kv.delete(&key)
     }
 
-    fn kv_incr(&mut self, key: String, delta: i64) -> R<i64> {
+    async fn kv_incr(&mut self, key: String, delta: i64) -> R<i64> {
+        self.kv_turn().await;
         self.plugin.kv.incr(&key, delta)
     }
 
-    fn kv_keys(&mut self, prefix: String) -> R<Vec<String>> {
+    async fn kv_keys(&mut self, prefix: String) -> R<Vec<String>> {
+        self.kv_turn().await;
         Ok(self.plugin.kv.keys(&prefix))
     }
 
-    fn set_timer(&mut self, delay_ms: u64, payload: String) -> R<u64> {
+    async fn set_timer(&mut self, delay_ms: u64, payload: String) -> R<u64> {
         let plugin = self.plugin.clone();
-        plugin
-            .timers
-            .set(&plugin, &plugin.rt, self.system.clone(), delay_ms, payload)
+        plugin.timers.set(
+            &plugin,
+            &plugin.rt,
+            self.system.clone(),
+            self.lane,
+            delay_ms,
+            payload,
+        )
     }
 
-    fn cancel_timer(&mut self, id: u64) -> bool {
+    async fn cancel_timer(&mut self, id: u64) -> bool {
         self.plugin.timers.cancel(id)
     }
 
-    fn log(&mut self, level: Level, message: String) {
+    async fn log(&mut self, level: Level, message: String) {
         if !self.log.take_line() {
             return;
         }
@@ -283,11 +327,11 @@ impl Host for HostState {
         }
     }
 
-    fn now_ms(&mut self) -> u64 {
+    async fn now_ms(&mut self) -> u64 {
         now_ms()
     }
 
-    fn system_id(&mut self) -> String {
+    async fn system_id(&mut self) -> String {
         self.system.to_string()
     }
 }

@@ -15,7 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -26,7 +26,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::actor::{self, Loaded};
 use super::bindings::{Plugin, PluginPre};
 use super::engine::{CodeSource, code_bytes, version_of};
-use super::entry::PluginShared;
+use super::entry::{Lane, PluginShared, VersionInfo, now_ms};
 use super::kv::Kv;
 use super::mailbox::{Control, Mailbox};
 use super::metrics::{PluginLabel, ReloadLabels};
@@ -57,7 +57,7 @@ pub enum ReloadOutcome {
 /// The linker every plugin is instantiated with: WASI (sandboxed per store) and `host`.
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("WASI: {e:#}"))?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("WASI: {e:#}"))?;
     Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         .map_err(|e| format!("host imports: {e:#}"))?;
     Ok(linker)
@@ -153,23 +153,62 @@ impl PluginHost {
             Err(e) => return Err(self.failed(name, Some(&plugin), e)),
         };
         let code = loaded.code;
-        let (tx, rx) = oneshot::channel();
-        plugin.mailbox.control(Control::Swap {
-            loaded: Box::new(loaded),
-            reply: tx,
-        });
-        match rx.await {
-            Ok(Ok(())) => {
+        match self.swap(&plugin, loaded).await {
+            Ok(()) => {
                 self.count_reload(name, "ok", code.as_str());
-                info!(plugin = name, version = %hash, code = code.as_str(), "plugin version serving");
+                info!(plugin = name, version = %hash, code = code.as_str(),
+                    instances = plugin.lanes.len(), "plugin version serving");
                 Ok(ReloadOutcome::Loaded {
                     version: hash,
                     code: code.as_str().to_owned(),
                 })
             }
-            Ok(Err(e)) => Err(self.failed(name, Some(&plugin), e)),
-            Err(_) => Err(self.failed(name, Some(&plugin), "the plugin stopped".into())),
+            Err(e) => Err(self.failed(name, Some(&plugin), e)),
         }
+    }
+
+    /// Make `loaded` serve every lane of `plugin`: first instantiate it (and run `init`) for
+    /// every lane, in parallel, while the old version keeps serving; only when all succeeded,
+    /// hand each lane its new instance. A version that fails `init` on any lane serves nothing,
+    /// and no lane ever mixes versions for long: the swaps are plain assignments, taken by each
+    /// lane before its next event (orders overtake events), so an event is handled by exactly
+    /// one version and none is lost or doubled.
+    async fn swap(&self, plugin: &Arc<PluginShared>, loaded: Loaded) -> Result<(), String> {
+        let loaded = Arc::new(loaded);
+        let builds = (0..plugin.lanes.len()).map(|lane| {
+            let (engine, plugin, loaded) =
+                (self.runtime.engine.clone(), plugin.clone(), loaded.clone());
+            tokio::spawn(async move { actor::instantiate(&engine, &plugin, &loaded, lane).await })
+        });
+        let mut instances = Vec::with_capacity(plugin.lanes.len());
+        for built in futures_util::future::join_all(builds).await {
+            instances.push(Box::new(
+                built.map_err(|e| format!("instantiate task failed: {e}"))??,
+            ));
+        }
+        let mut replies = Vec::with_capacity(instances.len());
+        for (lane, instance) in plugin.lanes.iter().zip(instances) {
+            let (tx, rx) = oneshot::channel();
+            lane.mailbox.control(Control::Swap {
+                loaded: loaded.clone(),
+                instance,
+                reply: tx,
+            });
+            replies.push(rx);
+        }
+        for rx in replies {
+            rx.await.map_err(|_| "the plugin stopped".to_owned())?;
+        }
+        let stats = &plugin.stats;
+        *stats.version.lock() = Some(VersionInfo {
+            hash: loaded.hash.clone(),
+            loaded_at_ms: now_ms(),
+            code: loaded.code,
+        });
+        *stats.last_error.lock() = None;
+        stats.reloads.fetch_add(1, Ordering::Relaxed);
+        plugin.live.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Record, log and count a failed load.
@@ -270,6 +309,10 @@ impl PluginHost {
                 warn!(plugin = name, system = %s, cause = %e, "could not register the system");
             }
         }
+        let instances = config
+            .and_then(|c| c.instances)
+            .unwrap_or(self.gateway.config().plugin.instances)
+            .resolve();
         let plugin = Arc::new(PluginShared {
             name: name.into(),
             systems: systems.clone(),
@@ -277,7 +320,10 @@ impl PluginHost {
             gateway: self.gateway.clone(),
             rt: self.rt.clone(),
             limits: self.limits,
-            mailbox: Mailbox::new(self.queue_bounds),
+            lanes: (0..instances)
+                .map(|_| Lane::new(Mailbox::new(self.queue_bounds)))
+                .collect(),
+            kv_turn: Arc::default(),
             kv: Kv::open(self.kv_dir.join(format!("{name}.json")))
                 .notify_changes(self.kv_changed.clone()),
             timers: Timers::default(),
@@ -288,8 +334,9 @@ impl PluginHost {
             },
             live: AtomicBool::new(false),
         });
-        actor::spawn(plugin.clone(), self.runtime.engine.clone())
-            .map_err(|e| self.failed(name, None, format!("actor thread: {e}")))?;
+        for lane in 0..instances {
+            actor::spawn(plugin.clone(), lane, self.runtime.engine.clone());
+        }
         self.plugins.write().insert(name.to_owned(), plugin.clone());
         let mut routes = self.routes.write();
         for s in systems {
@@ -303,11 +350,9 @@ impl PluginHost {
         let Some(plugin) = self.plugins.write().remove(name) else {
             return false;
         };
-        plugin
-            .live
-            .store(false, std::sync::atomic::Ordering::Release);
+        plugin.live.store(false, Ordering::Release);
         self.routes.write().retain(|_, p| !Arc::ptr_eq(p, &plugin));
-        plugin.mailbox.control(Control::Stop);
+        plugin.stop();
         plugin.timers.clear();
         super::flush(vec![plugin]).await;
         info!(plugin = name, "plugin unloaded: its clients stay connected");

@@ -34,13 +34,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::ConnectVerdict;
 
-use super::actor::Loaded;
+use super::actor::{Instance, Loaded};
 
 /// Something for the plugin to handle.
 pub(crate) enum Event {
@@ -82,14 +82,18 @@ pub(crate) enum Event {
 
 /// Orders for the actor itself.
 pub(crate) enum Control {
-    /// Instantiate `loaded`, run its `init`, and on success make it the current version.
+    /// Serve events with `instance` (of `loaded`, `init` already done) from now on. The
+    /// loader prepares every instance of the pool before it sends the first swap, so a version
+    /// that fails `init` never serves any event.
     Swap {
-        /// The compiled version.
-        loaded: Box<Loaded>,
-        /// The outcome: `Err` carries why the old version stays.
-        reply: oneshot::Sender<Result<(), String>>,
+        /// The compiled version, for re-instantiation after a trap.
+        loaded: Arc<Loaded>,
+        /// Its instance for this lane.
+        instance: Box<Instance>,
+        /// Answered once the instance serves.
+        reply: oneshot::Sender<()>,
     },
-    /// Drop the instance and end the thread; queued events are dropped.
+    /// Drop the instance and end the task; queued events are dropped.
     Stop,
 }
 
@@ -206,7 +210,8 @@ impl Lanes {
 /// thread).
 pub(crate) struct Mailbox {
     lanes: Mutex<Lanes>,
-    ready: Condvar,
+    /// Wakes the consumer; a wake-up with nobody waiting is kept for its next wait.
+    ready: Notify,
     bounds: QueueBounds,
     /// Woken (one waiter per event taken) while the queue is below its bound: clients held
     /// because the whole queue was full take turns in arrival order.
@@ -218,7 +223,7 @@ impl Mailbox {
     pub(crate) fn new(bounds: QueueBounds) -> Self {
         Self {
             lanes: Mutex::new(Lanes::default()),
-            ready: Condvar::new(),
+            ready: Notify::new(),
             bounds,
             global: Arc::new(Notify::new()),
         }
@@ -320,25 +325,35 @@ impl Mailbox {
 
     /// Wait for the next order, or event when `events` is true, until `until` (forever if
     /// `None`).
-    pub(crate) fn next(&self, events: bool, until: Option<Instant>) -> Next {
-        let mut lanes = self.lanes.lock();
+    pub(crate) async fn next(&self, events: bool, until: Option<Instant>) -> Next {
         loop {
-            if let Some(c) = lanes.control.pop_front() {
-                return Next::Control(c);
-            }
-            if events && let Some(e) = lanes.events.pop_front() {
-                lanes.taken(&e, &self.bounds, &self.global);
-                return Next::Event(e);
+            if let Some(next) = self.try_next(events) {
+                return next;
             }
             match until {
                 Some(t) => {
-                    if self.ready.wait_until(&mut lanes, t).timed_out() {
-                        return Next::Timeout;
+                    let sleep = tokio::time::sleep_until(t.into());
+                    tokio::select! {
+                        () = self.ready.notified() => {}
+                        () = sleep => return self.try_next(events).unwrap_or(Next::Timeout),
                     }
                 }
-                None => self.ready.wait(&mut lanes),
+                None => self.ready.notified().await,
             }
         }
+    }
+
+    /// The next order, or event when `events` is true, if one is waiting.
+    pub(crate) fn try_next(&self, events: bool) -> Option<Next> {
+        let mut lanes = self.lanes.lock();
+        if let Some(c) = lanes.control.pop_front() {
+            return Some(Next::Control(c));
+        }
+        if events && let Some(e) = lanes.events.pop_front() {
+            lanes.taken(&e, &self.bounds, &self.global);
+            return Some(Next::Event(e));
+        }
+        None
     }
 
     /// Take every queued event (when stopping) and release every held client.
@@ -373,7 +388,7 @@ mod tests {
     }
 
     fn take(mb: &Mailbox) -> Option<String> {
-        match mb.next(true, Some(Instant::now())) {
+        match mb.try_next(true)? {
             Next::Event(Event::Message { client, .. }) => Some(client),
             Next::Event(Event::Close { client, .. }) => Some(format!("close:{client}")),
             Next::Event(Event::Timer { id }) => Some(format!("timer:{id}")),
@@ -470,19 +485,22 @@ mod tests {
         assert_eq!(taken[104], "timer:9");
     }
 
-    #[test]
-    fn control_overtakes_and_events_can_be_held_back() {
+    #[tokio::test]
+    async fn control_overtakes_and_events_can_be_held_back() {
         let mb = Mailbox::new(bounds(4, 1 << 20, 4));
         push(&mb, "1", 1);
         mb.control(Control::Stop);
-        assert!(matches!(mb.next(true, None), Next::Control(Control::Stop)));
+        assert!(matches!(
+            mb.next(true, None).await,
+            Next::Control(Control::Stop)
+        ));
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(mb.next(false, Some(soon)), Next::Timeout));
+        assert!(matches!(mb.next(false, Some(soon)).await, Next::Timeout));
         assert_eq!(take(&mb).as_deref(), Some("1"));
     }
 
-    #[test]
-    fn a_waiting_consumer_is_woken() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_consumer_is_woken() {
         let mb = Arc::new(Mailbox::new(bounds(4, 1 << 20, 4)));
         let producer = mb.clone();
         let t = std::thread::spawn(move || {
@@ -491,7 +509,7 @@ mod tests {
         });
         let deadline = Instant::now() + Duration::from_secs(5);
         assert!(matches!(
-            mb.next(true, Some(deadline)),
+            mb.next(true, Some(deadline)).await,
             Next::Event(Event::Message { client, .. }) if client == "7"
         ));
         assert!(t.join().is_ok());

@@ -245,7 +245,7 @@ impl PluginHost {
             .collect();
         for p in &plugins {
             p.live.store(false, std::sync::atomic::Ordering::Release);
-            p.mailbox.control(mailbox::Control::Stop);
+            p.stop();
             p.timers.clear();
         }
         flush(plugins).await;
@@ -343,7 +343,9 @@ impl EventSink for Sink {
         };
         // Last resort: messages cannot fill this budget (they have their own), only a connect
         // storm at a stuck plugin can.
-        if let Err(Event::Connect { system, reply, .. }) = plugin.mailbox.push_connect(event) {
+        if let Err(Event::Connect { system, reply, .. }) =
+            plugin.mailbox(client).push_connect(event)
+        {
             host.count_drop(&system, "plugin_queue_full");
             let _ = reply.send(ConnectVerdict::Reject {
                 code: 1013,
@@ -357,11 +359,13 @@ impl EventSink for Sink {
         let Some((_, plugin, system)) = self.route(system) else {
             return Taken::NoPlugin;
         };
-        match plugin.mailbox.push_message(system, client, msg) {
+        match plugin.mailbox(client).push_message(system, client, msg) {
             Admission::Queued => Taken::Queued,
             Admission::Hold => {
                 let client = client.to_owned();
-                Taken::Hold(Box::pin(async move { plugin.mailbox.room(&client).await }))
+                Taken::Hold(Box::pin(async move {
+                    plugin.mailbox(&client).room(&client).await
+                }))
             }
         }
     }
@@ -371,7 +375,7 @@ impl EventSink for Sink {
             return;
         };
         // Past every bound: a plugin that misses an on-close leaks that client's state.
-        plugin.mailbox.push_unbounded(Event::Close {
+        plugin.mailbox(client).push_unbounded(Event::Close {
             system,
             client: client.to_owned(),
             code,

@@ -9,15 +9,16 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tracing::info;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -84,12 +85,75 @@ impl GuestLog {
     }
 }
 
+/// The memory cap of one instance (`plugin.max_memory_bytes` per linear memory), which also
+/// counts the instance's linear memory into its lane's figure for `GET /api/plugins`.
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    /// Bytes this store added to `lane_bytes`, given back when it is dropped.
+    counted: u64,
+    lane_bytes: Option<Arc<AtomicU64>>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        if ok && let Some(bytes) = &self.lane_bytes {
+            let grown = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
+            bytes.fetch_add(grown, Ordering::Relaxed);
+            self.counted = self.counted.saturating_add(grown);
+        }
+        Ok(ok)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        if let Some(bytes) = &self.lane_bytes {
+            bytes.fetch_sub(self.counted, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The store data of one instance.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    /// Caps linear memory growth.
-    pub limits: StoreLimits,
+    /// Caps linear memory growth and counts it.
+    pub limits: Limiter,
     /// The plugin this instance belongs to.
     pub plugin: Arc<PluginShared>,
     /// The system of the event being handled: every host call is scoped to it.
@@ -100,12 +164,18 @@ pub(crate) struct HostState {
     pub log: Arc<GuestLog>,
     /// Partial lines of stdout and stderr, flushed at the end of each event.
     pub stdio: [Arc<Mutex<Vec<u8>>>; 2],
+    /// Which instance of the plugin's pool this is: timers it sets fire here.
+    pub lane: usize,
+    /// The plugin's key-value turn, held from the event's first KV call to its end.
+    pub kv_held: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// When the call in progress is cut (checked at every epoch tick; see `actor.rs`).
+    pub deadline: Instant,
 }
 
 impl HostState {
     /// Fresh state for a new instance of `plugin`, scoped to `system` until an event says
     /// otherwise.
-    pub(crate) fn new(plugin: Arc<PluginShared>, system: Arc<str>) -> Self {
+    pub(crate) fn new(plugin: Arc<PluginShared>, system: Arc<str>, lane: usize) -> Self {
         let log = Arc::new(GuestLog {
             plugin: plugin.name.clone(),
             lines_left: AtomicU32::new(plugin.limits.logs_per_event),
@@ -127,9 +197,13 @@ impl HostState {
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(plugin.limits.max_memory_bytes)
-            .build();
+        let limits = Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(plugin.limits.max_memory_bytes)
+                .build(),
+            counted: 0,
+            lane_bytes: plugin.lanes.get(lane).map(|l| l.memory_bytes.clone()),
+        };
         Self {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -141,6 +215,9 @@ impl HostState {
             system,
             log,
             stdio,
+            lane,
+            kv_held: None,
+            deadline: Instant::now(),
         }
     }
 
@@ -157,6 +234,7 @@ impl HostState {
 
     /// Log what stdout/stderr left without a newline, and report refused log lines.
     pub(crate) fn end_event(&mut self) {
+        self.kv_held = None;
         for (buf, stream) in self.stdio.iter().zip(["stdout", "stderr"]) {
             let mut buf = buf.lock();
             if !buf.is_empty() {

@@ -1,5 +1,6 @@
 //! A plugin's timers: `set-timer` starts a tokio sleep that, when it fires, queues an `on-timer`
-//! event for the plugin's actor. The table lives beside the plugin, not in an instance, so
+//! event for the instance (lane) of the pool that set it: a pooled plugin's timer is handled by
+//! the instance that set it, in order with that instance's other events. The table lives beside the plugin, not in an instance, so
 //! timers survive traps and hot reloads (the version current when the timer fires gets it); they
 //! die with the plugin (file deleted) and with the process.
 
@@ -48,6 +49,7 @@ impl Timers {
         plugin: &Arc<PluginShared>,
         rt: &Handle,
         system: Arc<str>,
+        lane: usize,
         delay_ms: u64,
         payload: String,
     ) -> Result<u64, WitError> {
@@ -74,8 +76,10 @@ impl Timers {
         let weak: Weak<PluginShared> = Arc::downgrade(plugin);
         let task = rt.spawn(async move {
             tokio::time::sleep(delay).await;
-            if let Some(plugin) = weak.upgrade() {
-                plugin.mailbox.push_unbounded(Event::Timer { id });
+            if let Some(plugin) = weak.upgrade()
+                && let Some(lane) = plugin.lanes.get(lane)
+            {
+                lane.mailbox.push_unbounded(Event::Timer { id });
             }
         });
         pending.insert(

@@ -100,6 +100,13 @@ pub fn config(dir: &Path) -> Config {
         ..Config::default()
     };
     config.plugin.reload_debounce = Duration::from_millis(50);
+    // `scripts/test.sh` runs the plugin tests a second time with every plugin pooled.
+    if let Some(n) = std::env::var("WASMGATE_TEST_PLUGIN_INSTANCES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        config.plugin.instances = wasmgate::config::Instances::Count(n);
+    }
     config
 }
 

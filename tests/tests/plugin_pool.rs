@@ -1,0 +1,79 @@
+//! A pooled plugin (`instances = 2`): every client's events reach one instance, in order, and
+//! the pool really spreads clients over its instances (both handle events). The other plugin
+//! tests run once more with every plugin pooled (`WASMGATE_TEST_PLUGIN_INSTANCES=2` in
+//! `scripts/test.sh`), which covers reload under load, traps, timers and fairness with N = 2.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod plugin_support;
+
+use futures_util::{SinkExt, StreamExt};
+use plugin_support::*;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use wasmgate::config::{Instances, PluginConfig};
+
+/// Clients; with FNV-1a of random ids over 2 lanes, all on one lane has odds 2^-19.
+const CLIENTS: usize = 20;
+/// Messages each client sends back to back.
+const MESSAGES: u64 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_plugin_spreads_clients_over_its_instances_and_keeps_each_clients_order() {
+    let dir = folder();
+    install(dir.path(), "versioned", VERSIONED_1);
+    let mut config = config(dir.path());
+    config.plugins.insert(
+        "versioned".into(),
+        PluginConfig {
+            instances: Some(Instances::Count(2)),
+            ..Default::default()
+        },
+    );
+    let gw = common::TestGateway::start(config).await;
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let client = gw.connect("versioned").await;
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = client.ws.split();
+            for n in 0..MESSAGES {
+                tx.send(Message::text(n.to_string())).await.unwrap();
+            }
+            let mut next = 0;
+            while next < MESSAGES {
+                let msg = tokio::time::timeout(common::WAIT, rx.next())
+                    .await
+                    .expect("a reply within 5 s");
+                let Some(Ok(Message::Text(text))) = msg else {
+                    continue;
+                };
+                assert_eq!(text.as_str(), format!("v1:{next}"), "in order, once each");
+                next += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entry = plugin(&gw, "versioned").await;
+    let lanes = entry["instances"].as_array().expect("per-instance figures");
+    assert_eq!(lanes.len(), 2, "{entry}");
+    let handled: Vec<u64> = lanes
+        .iter()
+        .map(|l| l["eventsHandled"].as_u64().unwrap())
+        .collect();
+    assert!(
+        handled.iter().all(|&n| n > 0),
+        "both instances work: {handled:?}"
+    );
+    assert_eq!(
+        handled.iter().sum::<u64>(),
+        entry["eventsHandled"].as_u64().unwrap(),
+        "the aggregate is the sum"
+    );
+    assert!(
+        lanes.iter().all(|l| l["memoryBytes"].as_u64() > Some(0)),
+        "each instance reports its linear memory: {entry}"
+    );
+    assert_eq!(entry["traps"], Value::from(0));
+}
