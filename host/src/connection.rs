@@ -414,10 +414,7 @@ where
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        rx.shut();
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_raw(ws, &rx)).await;
-                        let _ = ws.flush().await;
-                        return match frame {
+                        let end = match frame {
                             Some(f) => Ended::new(
                                 CloseCode::from_peer(u16::from(f.code)),
                                 f.reason.as_str(),
@@ -425,6 +422,9 @@ where
                             ),
                             None => Ended::new(CloseCode::NO_STATUS, "", EndKind::ClientClosed),
                         };
+                        // tungstenite queued the answer to the close: send it.
+                        Box::pin(answer_close(ws, &rx)).await;
+                        return end;
                     }
                     Some(Err(err)) => {
                         return Box::pin(close_on_error(ws, &rx, client, err)).await;
@@ -435,9 +435,7 @@ where
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= idle_timeout {
                     let end = Ended::new(CloseCode::GOING_AWAY, "idle timeout", EndKind::IdleTimeout);
-                    rx.shut();
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_raw(ws, &rx)).await;
-                    Box::pin(close_and_linger(ws, &end)).await;
+                    Box::pin(close_and_linger(ws, &rx, &end)).await;
                     return end;
                 }
                 if last_ping.elapsed() >= ping_every {
@@ -482,7 +480,7 @@ where
                 // The plugin runtime already made the code one a server may send.
                 let end = Ended::new(CloseCode::from_peer(code), reason, EndKind::Rejected);
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(ws, rx, usize::MAX)).await;
-                close_and_linger(ws, &end).await;
+                close_and_linger(ws, rx, &end).await;
                 return Some(end);
             }
             Some(ConnectVerdict::Accept) | None => {}
@@ -697,12 +695,27 @@ fn close_frame(end: &Ended) -> CloseFrame {
     }
 }
 
-/// Send the close frame of `end`, without letting a stuck peer hold the task, then linger.
-async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, end: &Ended)
+/// The peer closed: senders stop writing, what one left half written is finished, and the
+/// answer tungstenite queued to the close goes out.
+async fn answer_close<S>(ws: &mut WebSocketStream<S>, rx: &OutboundRx)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(close_frame(end)))).await;
+    rx.shut();
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_raw(ws, rx)).await;
+    let _ = ws.flush().await;
+}
+
+/// Send the close frame of `end`, without letting a stuck peer hold the task, then linger.
+/// Senders stop writing first, and a frame one left half written is finished.
+async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, rx: &OutboundRx, end: &Ended)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    rx.shut();
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    let _ = tokio::time::timeout_at(deadline, write_raw(ws, rx)).await;
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(close_frame(end)))).await;
     linger(ws).await;
 }
 
@@ -738,7 +751,6 @@ async fn close_on_error<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    rx.shut();
     let end = match &err {
         WsError::Capacity(_) => Ended::new(CloseCode::TOO_BIG, "message too big", EndKind::TooBig),
         WsError::Utf8(_) => Ended::new(
@@ -763,8 +775,7 @@ where
         }
     };
     warn!(cause = %err, client, code = end.code.get(), "closing client after a bad frame");
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_raw(ws, rx)).await;
-    close_and_linger(ws, &end).await;
+    close_and_linger(ws, rx, &end).await;
     end
 }
 
