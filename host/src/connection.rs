@@ -5,8 +5,10 @@
 //! owns the socket: it writes what the client's queue holds, reads what the client sends,
 //! pings, enforces the idle timeout and limits, and closes with the right code.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
@@ -15,12 +17,14 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -28,6 +32,7 @@ use crate::api::ApiError;
 use crate::auth::verify_client_token;
 use crate::domain::close::{CloseCause, CloseCode};
 use crate::gateway::{ConnectVerdict, Gateway};
+use crate::http::WatchedIo;
 use crate::metrics::{DisconnectLabels, Metrics};
 use crate::outbound::OutboundRx;
 use crate::ratelimit::Throttle;
@@ -102,16 +107,37 @@ pub async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = ws_config(gw.config());
-                let mut ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                // Borrowed, not moved: an async fn keeps a moved argument twice in its state.
-                let end = serve(&gw, &system, &client, &mut ws, rx).await;
-                // The socket closes before the registry and the plugin hear of it.
-                drop(ws);
+                // A plain TCP socket (every connection the gateway accepts) is shared with the
+                // senders' direct writes; anything else is served through hyper's stream.
+                let end = match upgraded.downcast::<TokioIo<WatchedIo<TcpStream>>>() {
+                    Ok(parts) => {
+                        let tcp = Arc::new(parts.io.into_inner().into_inner());
+                        rx.set_socket(tcp.clone());
+                        let io = DirectIo {
+                            tcp,
+                            pending: parts.read_buf,
+                        };
+                        let mut ws =
+                            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                        let end = serve(&gw, &system, &client, &mut ws, rx).await;
+                        drop(ws);
+                        end
+                    }
+                    Err(upgraded) => {
+                        let mut ws = WebSocketStream::from_raw_socket(
+                            TokioIo::new(upgraded),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        // Borrowed, not moved: an async fn keeps a moved argument twice in its
+                        // state.
+                        let end = serve(&gw, &system, &client, &mut ws, rx).await;
+                        // The socket closes before the registry and the plugin hear of it.
+                        drop(ws);
+                        end
+                    }
+                };
                 count_disconnect(&gw, end.kind);
                 gw.disconnect(&system, &client, end.code.get(), &end.reason)
                     .await;
@@ -345,12 +371,16 @@ where
     let mut throttle = Throttle::new(&cfg.limits);
 
     loop {
+        // Every write above completed and was flushed: while nothing is queued, senders may
+        // write to the socket themselves (outbound::Outbound::push_prepared).
+        rx.release();
         tokio::select! {
             biased;
             () = close_requested.cancelled() => {
                 return Box::pin(close_requested_by_gateway(ws, &mut rx)).await;
             }
             () = rx.ready() => {
+                rx.claim();
                 let batch = guarded(&close_requested, idle_timeout, write_queued(ws, &mut rx, WRITE_BATCH));
                 if let Err(end) = batch.await {
                     return end;
@@ -360,7 +390,7 @@ where
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) if text.as_str() == "ping" => {
-                        let pong = guarded(&close_requested, idle_timeout, ws.send(Message::text("pong")));
+                        let pong = guarded(&close_requested, idle_timeout, send_claimed(ws, &mut rx, Message::text("pong")));
                         if let Err(end) = pong.await {
                             return end;
                         }
@@ -377,14 +407,14 @@ where
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                         // tungstenite queued the pong for a ping; send it now.
-                        let flush = guarded(&close_requested, idle_timeout, ws.flush());
+                        rx.claim();
+                        let flush = guarded(&close_requested, idle_timeout, write_queued(ws, &mut rx, 0));
                         if let Err(end) = flush.await {
                             return end;
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        let _ = ws.flush().await;
-                        return match frame {
+                        let end = match frame {
                             Some(f) => Ended::new(
                                 CloseCode::from_peer(u16::from(f.code)),
                                 f.reason.as_str(),
@@ -392,9 +422,12 @@ where
                             ),
                             None => Ended::new(CloseCode::NO_STATUS, "", EndKind::ClientClosed),
                         };
+                        // tungstenite queued the answer to the close: send it.
+                        Box::pin(answer_close(ws, &rx)).await;
+                        return end;
                     }
                     Some(Err(err)) => {
-                        return Box::pin(close_on_error(ws, client, err)).await;
+                        return Box::pin(close_on_error(ws, &rx, client, err)).await;
                     }
                     None => return Ended::abnormal("connection lost"),
                 }
@@ -402,12 +435,12 @@ where
             _ = ticker.tick() => {
                 if last_seen.elapsed() >= idle_timeout {
                     let end = Ended::new(CloseCode::GOING_AWAY, "idle timeout", EndKind::IdleTimeout);
-                    Box::pin(close_and_linger(ws, &end)).await;
+                    Box::pin(close_and_linger(ws, &rx, &end)).await;
                     return end;
                 }
                 if last_ping.elapsed() >= ping_every {
                     last_ping = Instant::now();
-                    let ping = guarded(&close_requested, idle_timeout, ws.send(Message::Ping(Default::default())));
+                    let ping = guarded(&close_requested, idle_timeout, send_claimed(ws, &mut rx, Message::Ping(Default::default())));
                     if let Err(end) = ping.await {
                         return end;
                     }
@@ -447,7 +480,7 @@ where
                 // The plugin runtime already made the code one a server may send.
                 let end = Ended::new(CloseCode::from_peer(code), reason, EndKind::Rejected);
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_queued(ws, rx, usize::MAX)).await;
-                close_and_linger(ws, &end).await;
+                close_and_linger(ws, rx, &end).await;
                 return Some(end);
             }
             Some(ConnectVerdict::Accept) | None => {}
@@ -470,9 +503,14 @@ where
     };
     let end = Ended::new(cause.code(), cause.reason(), kind);
     let deadline = Instant::now() + CLOSE_TIMEOUT;
+    // From here on senders queue: nothing may follow the close frame.
+    rx.shut();
     if cause.flushes_queue() {
         // Finishes a message cut in fragments first, then what is queued.
         let _ = tokio::time::timeout_at(deadline, write_queued(ws, rx, usize::MAX)).await;
+    } else {
+        // A frame a sender wrote in part must end before the close frame.
+        let _ = tokio::time::timeout_at(deadline, write_raw(ws, rx)).await;
     }
     // A slow consumer's close frame may come between two fragments of a message: control
     // frames may (RFC 6455 §5.4).
@@ -524,12 +562,130 @@ where
 {
     let mut written = 0;
     while written < limit || rx.is_mid_message() {
+        if rx.raw_head().is_some() {
+            write_raw(ws, rx).await?;
+            continue;
+        }
         std::future::poll_fn(|cx| ws.poll_ready_unpin(cx)).await?;
         let Some(msg) = rx.try_recv() else { break };
         ws.start_send_unpin(msg)?;
         written += 1;
     }
     ws.flush().await
+}
+
+/// Write the rest of a frame a sender wrote in part to the socket, straight to the socket (the
+/// WebSocket stream's own buffer is empty then: senders write only after it was flushed).
+/// Cancel-safe: bytes leave the queue only once the socket took them.
+async fn write_raw<S>(ws: &mut WebSocketStream<S>, rx: &OutboundRx) -> Result<(), WsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(raw) = rx.raw_head() {
+        let n = std::future::poll_fn(|cx| Pin::new(ws.get_mut()).poll_write(cx, &raw)).await?;
+        if n == 0 {
+            return Err(WsError::Io(io::ErrorKind::WriteZero.into()));
+        }
+        rx.advance_raw(n);
+    }
+    Ok(())
+}
+
+/// Send one frame of this task's own (a pong, a ping): take the socket back from senders and
+/// finish what they left half written first.
+async fn send_claimed<S>(
+    ws: &mut WebSocketStream<S>,
+    rx: &mut OutboundRx,
+    msg: Message,
+) -> Result<(), WsError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    rx.claim();
+    write_raw(ws, rx).await?;
+    ws.send(msg).await
+}
+
+/// The client's TCP socket under its WebSocket stream, shared with the senders that write to it
+/// directly while this connection's queue is empty ([`crate::outbound::Outbound::push_prepared`];
+/// [`OutboundRx`] says who may write when). Reads and writes go through the socket's readiness
+/// like `TcpStream`'s own.
+struct DirectIo {
+    tcp: Arc<TcpStream>,
+    /// What hyper had read past the upgrade request: read first.
+    pending: Bytes,
+}
+
+impl AsyncRead for DirectIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            ready!(this.tcp.poll_read_ready(cx))?;
+            match this.tcp.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for DirectIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ends our side of the stream (FIN). `shutdown` needs no exclusive access to the socket;
+    /// a duplicate descriptor reaches it without `unsafe`.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use std::os::fd::AsFd;
+        let fd = self.tcp.as_fd().try_clone_to_owned()?;
+        Poll::Ready(std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Write))
+    }
 }
 
 fn close_frame(end: &Ended) -> CloseFrame {
@@ -539,12 +695,27 @@ fn close_frame(end: &Ended) -> CloseFrame {
     }
 }
 
-/// Send the close frame of `end`, without letting a stuck peer hold the task, then linger.
-async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, end: &Ended)
+/// The peer closed: senders stop writing, what one left half written is finished, and the
+/// answer tungstenite queued to the close goes out.
+async fn answer_close<S>(ws: &mut WebSocketStream<S>, rx: &OutboundRx)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(close_frame(end)))).await;
+    rx.shut();
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, write_raw(ws, rx)).await;
+    let _ = ws.flush().await;
+}
+
+/// Send the close frame of `end`, without letting a stuck peer hold the task, then linger.
+/// Senders stop writing first, and a frame one left half written is finished.
+async fn close_and_linger<S>(ws: &mut WebSocketStream<S>, rx: &OutboundRx, end: &Ended)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    rx.shut();
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    let _ = tokio::time::timeout_at(deadline, write_raw(ws, rx)).await;
+    let _ = tokio::time::timeout_at(deadline, ws.close(Some(close_frame(end)))).await;
     linger(ws).await;
 }
 
@@ -571,7 +742,12 @@ where
 }
 
 /// Map a read error to how the connection ends, and close with the code the client deserves.
-async fn close_on_error<S>(ws: &mut WebSocketStream<S>, client: &str, err: WsError) -> Ended
+async fn close_on_error<S>(
+    ws: &mut WebSocketStream<S>,
+    rx: &OutboundRx,
+    client: &str,
+    err: WsError,
+) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -599,7 +775,7 @@ where
         }
     };
     warn!(cause = %err, client, code = end.code.get(), "closing client after a bad frame");
-    close_and_linger(ws, &end).await;
+    close_and_linger(ws, rx, &end).await;
     end
 }
 

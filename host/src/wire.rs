@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// Code of the notice a group's members get when a client joins it.
 pub const NOTICE_ONLINE: i64 = 1001;
@@ -59,6 +59,27 @@ pub fn notice(message_id: &str, code: i64, client: &str, user_id: &str, extend: 
     .to_message()
 }
 
+/// The bytes of one final, unmasked (server-to-client) WebSocket frame carrying `payload`, as
+/// RFC 6455 §5.2 lays them out: what tungstenite would write for the same message, built once
+/// for every recipient of a broadcast.
+pub fn server_frame(binary: bool, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(0x80 | if binary { 0x2 } else { 0x1 });
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +95,30 @@ mod tests {
         assert_eq!(v["msg"], "offline");
         assert_eq!(v["code"], 1002);
         assert_eq!(v["data"]["userId"], "u");
+    }
+
+    /// The frame built once per broadcast is byte for byte what tungstenite writes.
+    #[test]
+    fn server_frame_matches_tungstenite() {
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        for (binary, len) in [
+            (false, 0),
+            (false, 100),
+            (true, 125),
+            (true, 126),
+            (false, 70_000),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let op = if binary { Data::Binary } else { Data::Text };
+            let frame = Frame::message(Bytes::from(payload.clone()), OpCode::Data(op), true);
+            let mut expected = Vec::new();
+            frame.format(&mut expected).expect("formats");
+            assert_eq!(
+                &server_frame(binary, &payload)[..],
+                &expected[..],
+                "len {len}"
+            );
+        }
     }
 }

@@ -51,13 +51,22 @@ async fn a_burst_beyond_the_queue_closes_the_client_with_1008() {
     let mut slow = gw.connect("app").await;
     let mut other = gw.connect("app").await;
 
-    // The test runs on one thread: this loop never yields, so the connection task cannot drain
-    // the queue while it runs and the ninth message overflows it.
-    for i in 0..20 {
-        gw.gateway
-            .send_to_client("app", &slow.id, Message::text(format!("m{i}")))
-            .await
-            .expect("the client exists until its task runs");
+    // The client does not read while this loop runs (the test runs on one thread). Pushes go
+    // to its socket directly until the kernel's buffers are full (a few MiB on loopback),
+    // then into its queue: the ninth queued one overflows it.
+    let pad = "x".repeat(4096);
+    let mut pushes = 0;
+    while gw
+        .gateway
+        .send_to_client("app", &slow.id, Message::text(format!("m{pushes}{pad}")))
+        .await
+        .expect("the client exists until its task runs")
+    {
+        pushes += 1;
+        assert!(
+            pushes < 20_000,
+            "no overflow after {pushes} pushes of 4 KiB"
+        );
     }
     // The queue was not flushed: a slow consumer is cut off at once.
     assert_eq!(

@@ -63,6 +63,9 @@ struct Connection {
     out: Outbound,
 }
 
+/// The live connections of one system on this node: client id → queue.
+type SystemConnections = Arc<parking_lot::RwLock<std::collections::HashMap<String, Outbound>>>;
+
 /// Cheap-to-clone handle on the whole gateway.
 #[derive(Clone)]
 pub struct Gateway {
@@ -73,6 +76,11 @@ struct Inner {
     config: Arc<Config>,
     registry: Arc<dyn Registry>,
     connections: DashMap<String, Connection>,
+    /// The same connections by system, holding their queues: a broadcast to a system walks
+    /// its table instead of copying and sorting the registry's client ids and looking each
+    /// one up in `connections` (together 10 % of the server's CPU in a 10k fan-out profile,
+    /// notes/fanout.md).
+    by_system: DashMap<Arc<str>, SystemConnections>,
     ids: IdGen,
     metrics: Metrics,
     events: OnceLock<Arc<dyn EventSink>>,
@@ -104,6 +112,7 @@ impl Gateway {
                 config,
                 registry,
                 connections: DashMap::new(),
+                by_system: DashMap::new(),
                 metrics: Metrics::new(),
                 events: OnceLock::new(),
                 root: CancellationToken::new(),
@@ -163,10 +172,17 @@ impl Gateway {
             cfg.max_queue_bytes,
             self.inner.root.child_token(),
         );
+        let system_name: Arc<str> = system.into();
+        self.inner
+            .by_system
+            .entry(system_name.clone())
+            .or_default()
+            .write()
+            .insert(id.clone(), out.clone());
         self.inner.connections.insert(
             id.clone(),
             Connection {
-                system: system.into(),
+                system: system_name,
                 out,
             },
         );
@@ -229,6 +245,16 @@ impl Gateway {
     pub async fn disconnect(&self, system: &str, client: &str, code: u16, reason: &str) {
         self.inner.connections.remove(client);
         self.inner.shrink_connections();
+        if let Some(table) = self.inner.by_system.get(system) {
+            let mut table = table.write();
+            table.remove(client);
+            if table.capacity() > 64 && table.len() < table.capacity() / 4 {
+                table.shrink_to_fit();
+            }
+        }
+        self.inner
+            .by_system
+            .remove_if(system, |_, table| table.read().is_empty());
         // `get`, not `get_or_create`: the system may have been unregistered (its series
         // removed) while this client was closing; the series must not come back.
         if let Some(gauge) = self.inner.metrics.connections.get(&Metrics::system(system)) {

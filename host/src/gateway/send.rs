@@ -4,20 +4,24 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Gateway, GatewayError};
 use crate::metrics::Metrics;
-use crate::outbound;
+use crate::outbound::{self, Outbound, Prepared};
 use crate::registry::RegistryError;
 
 impl Gateway {
     /// Queue `msg` to a client of `system` on this node; false when it is not here (or is
     /// closing). Metrics are counted by the callers, once per send rather than per recipient.
-    fn push(&self, system: &str, client: &str, msg: &Message) -> bool {
+    fn push(&self, system: &str, client: &str, msg: &Prepared) -> bool {
         let Some(conn) = self.inner.connections.get(client) else {
             return false;
         };
         if &*conn.system != system {
             return false;
         }
-        match conn.out.push(msg.clone()) {
+        self.push_to(system, &conn.out, msg)
+    }
+
+    fn push_to(&self, system: &str, out: &Outbound, msg: &Prepared) -> bool {
+        match out.push_prepared(msg) {
             Ok(()) => true,
             Err(outbound::QueueError::Overflow) => {
                 self.count_overflow(system);
@@ -47,7 +51,7 @@ impl Gateway {
     }
 
     fn deliver(&self, system: &str, client: &str, msg: &Message) -> bool {
-        let delivered = self.push(system, client, msg);
+        let delivered = self.push(system, client, &Prepared::new(msg.clone()));
         self.count_out(system, usize::from(delivered));
         delivered
     }
@@ -59,10 +63,12 @@ impl Gateway {
         exclude: &[String],
         msg: &Message,
     ) -> usize {
+        // The frame is encoded once for every recipient.
+        let msg = Prepared::new(msg.clone());
         let n = clients
             .into_iter()
             .filter(|c| !exclude.contains(c))
-            .filter(|c| self.push(system, c, msg))
+            .filter(|c| self.push(system, c, &msg))
             .count();
         self.count_out(system, n);
         n
@@ -119,8 +125,26 @@ impl Gateway {
         exclude: &[String],
     ) -> Result<usize, GatewayError> {
         self.check_size(&msg)?;
-        let clients = self.inner.registry.clients(system).await?;
-        Ok(self.deliver_all(system, &clients, exclude, &msg))
+        self.ensure_system(system).await?;
+        // Only this node's connections can be written to: walk them, queue handles in hand
+        // (cloned out of the table so that connects and disconnects do not wait for the
+        // broadcast's writes).
+        let targets: Vec<Outbound> = match self.inner.by_system.get(system) {
+            Some(table) => table
+                .read()
+                .iter()
+                .filter(|(id, _)| !exclude.contains(id))
+                .map(|(_, out)| out.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        let msg = Prepared::new(msg);
+        let n = targets
+            .iter()
+            .filter(|out| self.push_to(system, out, &msg))
+            .count();
+        self.count_out(system, n);
+        Ok(n)
     }
 
     /// Send to every client bound to `uid`.

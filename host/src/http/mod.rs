@@ -24,3 +24,4 @@ mod watch;
 
 pub use metrics::HttpMetrics;
 pub use serve::{Connections, HttpServer};
+pub(crate) use watch::WatchedIo;

@@ -145,6 +145,11 @@ impl<T> WatchedIo<T> {
     pub fn new(inner: T, watch: Arc<Watch>) -> Self {
         Self { inner, watch }
     }
+
+    /// The socket, unwrapped (an upgraded WebSocket takes its TCP stream back).
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
