@@ -27,11 +27,11 @@ use lang::Lang;
 use plugin_support::{CHAT, QUIZ, config, folder, install, plugin};
 use serde_json::{Value, json};
 use wasmgate::Config;
-use wasmgate::config::PluginConfig;
+use wasmgate::config::{Instances, PluginConfig};
 use wire::{expect, request, send, wait_for};
 
 /// Instances per plugin in these tests.
-const INSTANCES: u64 = 2;
+const INSTANCES: usize = 2;
 /// Clients per test: enough that both instances serve some.
 const CLIENTS: usize = 8;
 /// Rounds of the nickname race: each is a chance for two instances to interleave.
@@ -40,20 +40,10 @@ const RACE_ROUNDS: usize = 40;
 /// `cfg` with the plugin `name` configured with `init` as its config and [`INSTANCES`]
 /// instances.
 fn pooled(cfg: &mut Config, name: &str, init: &str) {
-    let base = PluginConfig {
+    let entry = PluginConfig {
         config: init.to_owned(),
+        instances: Some(Instances::Count(INSTANCES)),
         ..PluginConfig::default()
-    };
-    let mut entry = serde_json::to_value(&base).unwrap();
-    entry["instances"] = json!(INSTANCES);
-    // TEMPORARY until the pool lands on main: a config without `instances` runs 1 instance.
-    let entry = match serde_json::from_value::<PluginConfig>(entry) {
-        Ok(entry) => entry,
-        Err(e) if e.to_string().contains("unknown field `instances`") => {
-            eprintln!("no instance pool in this build: {name} runs 1 instance");
-            base
-        }
-        Err(e) => panic!("PluginConfig with instances: {e}"),
     };
     cfg.plugins.insert(name.to_owned(), entry);
 }
@@ -66,6 +56,8 @@ async fn start_pooled(dir: &Path, name: &str, src: &str, init: &str) -> TestGate
     let gw = TestGateway::start(cfg).await;
     let entry = wait_for(&gw, name, "serves", |p| p["version"].is_string()).await;
     assert_eq!(entry["lastError"], Value::Null, "{entry}");
+    let lanes = entry["instances"].as_array().map_or(0, Vec::len);
+    assert_eq!(lanes, INSTANCES, "the plugin runs pooled: {entry}");
     gw
 }
 
