@@ -78,6 +78,9 @@ pub struct Metrics {
     pub api_calls: Family<ApiLabels, Counter>,
     /// API latency by operation.
     pub api_latency: Family<OpLabel, Histogram, fn() -> Histogram>,
+    /// `messages_out` of each system, looked up once: a send (every plugin reply) must not
+    /// build a label (`String`) to find its counter.
+    out_by_system: dashmap::DashMap<Box<str>, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +142,7 @@ impl Metrics {
             api_latency.clone(),
         );
         Self {
+            out_by_system: dashmap::DashMap::new(),
             registry: Mutex::new(registry),
             connections,
             messages_in,
@@ -168,6 +172,7 @@ impl Metrics {
     /// Remove every series labelled with `system` (it was unregistered): without this, each
     /// system ever registered kept five series, and /metrics grew to megabytes.
     pub fn remove_system(&self, system: &str) {
+        self.out_by_system.remove(system);
         let label = Self::system(system);
         self.connections.remove(&label);
         self.messages_in.remove(&label);
@@ -182,10 +187,49 @@ impl Metrics {
         }
     }
 
+    /// Count `n` messages queued to clients of `system`.
+    pub fn count_out(&self, system: &str, n: u64) {
+        if let Some(counter) = self.out_by_system.get(system) {
+            counter.inc_by(n);
+            return;
+        }
+        let counter = self
+            .messages_out
+            .get_or_create(&Self::system(system))
+            .clone();
+        counter.inc_by(n);
+        self.out_by_system.insert(system.into(), counter);
+    }
+
     /// Label helper.
     pub fn system(system: &str) -> SystemLabel {
         SystemLabel {
             system: system.to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_out_counters_follow_a_system_that_is_removed_and_comes_back() {
+        let m = Metrics::new();
+        m.count_out("a", 2);
+        m.count_out("a", 3);
+        assert!(
+            m.render()
+                .contains("wasmgate_messages_out_total{system=\"a\"} 5")
+        );
+        m.remove_system("a");
+        assert!(!m.render().contains("system=\"a\""), "series removed");
+        m.count_out("a", 1);
+        assert!(
+            m.render()
+                .contains("wasmgate_messages_out_total{system=\"a\"} 1"),
+            "a fresh series, not the removed one: {}",
+            m.render()
+        );
     }
 }

@@ -77,3 +77,48 @@ async fn a_pooled_plugin_spreads_clients_over_its_instances_and_keeps_each_clien
     );
     assert_eq!(entry["traps"], Value::from(0));
 }
+
+/// A call's deadline counts the time its guest runs, not the time it waits: here every event
+/// takes the plugin's key-value turn and then runs 60 ms of a 100 ms deadline, so on the other
+/// instance an event waits up to 60 ms for the turn before it runs its own 60 ms. Measured by
+/// the wall clock (before), such events trapped as "deadline exceeded".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_the_key_value_turn_does_not_count_against_the_deadline() {
+    let dir = folder();
+    install(dir.path(), "hostcalls", HOSTCALLS);
+    let mut config = config(dir.path());
+    config.plugin.call_timeout = std::time::Duration::from_millis(100);
+    config.plugins.insert(
+        "hostcalls".into(),
+        PluginConfig {
+            instances: Some(Instances::Count(2)),
+            ..Default::default()
+        },
+    );
+    let gw = common::TestGateway::start(config).await;
+    // 12 clients: all on one instance (no waiting at all) has odds 2^-11.
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        clients.push(gw.connect("hostcalls").await);
+    }
+    let mut tasks = Vec::new();
+    for client in clients {
+        tasks.push(tokio::spawn(async move {
+            let (mut tx, mut rx) = client.ws.split();
+            tx.send(Message::text("spin-kv:60")).await.unwrap();
+            loop {
+                let msg = tokio::time::timeout(common::WAIT, rx.next())
+                    .await
+                    .expect("an answer within 5 s");
+                if let Some(Ok(Message::Text(text))) = msg {
+                    return text.to_string();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "spun");
+    }
+    let entry = plugin(&gw, "hostcalls").await;
+    assert_eq!(entry["traps"], Value::from(0), "{entry}");
+}

@@ -78,8 +78,8 @@ struct Inner {
     connections: DashMap<String, Connection>,
     /// The same connections by system, holding their queues: a broadcast to a system walks
     /// its table instead of copying and sorting the registry's client ids and looking each
-    /// one up in `connections` (together 10 % of the server's CPU in a 10k fan-out profile,
-    /// notes/fanout.md).
+    /// one up in `connections` (together 10 % of the server's CPU in a perf profile of the
+    /// 10k-client fan-out benchmark).
     by_system: DashMap<Arc<str>, SystemConnections>,
     ids: IdGen,
     metrics: Metrics,

@@ -3,7 +3,6 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Gateway, GatewayError};
-use crate::metrics::Metrics;
 use crate::outbound::{self, Outbound, Prepared};
 use crate::registry::RegistryError;
 
@@ -42,11 +41,7 @@ impl Gateway {
 
     fn count_out(&self, system: &str, n: usize) {
         if n > 0 {
-            self.inner
-                .metrics
-                .messages_out
-                .get_or_create(&Metrics::system(system))
-                .inc_by(n as u64);
+            self.inner.metrics.count_out(system, n as u64);
         }
     }
 

@@ -7,8 +7,9 @@
 //! the Rust echo plugin's p99 was 52.8 ms against Node `ws`'s 14.8 ms, and a plugin could never
 //! use more than one core. Now an event is handled by the worker that polls its lane's task, and
 //! `instances = N` runs N lanes in parallel. A guest never holds a worker for long: at every
-//! epoch tick (5 ms, only while a call is in flight) it yields to the scheduler, and once its
-//! deadline has passed the tick traps it instead (`Trap::Interrupt`, counted as a trap).
+//! epoch tick (5 ms, only while a call is in flight) it yields to the scheduler, and once it has
+//! run for its deadline (counted in ticks it was found running, so time spent suspended does not
+//! count) the tick traps it instead (`Trap::Interrupt`, counted as a trap).
 //!
 //! Failure handling: a trap (panic, deadline, out of bounds, memory) drops that lane's `Store`
 //! and its next event gets a fresh instance from the `InstancePre` (with `init` run again); the
@@ -31,7 +32,7 @@ use crate::domain::close::{CloseCode, CloseReason as Reason};
 use crate::gateway::ConnectVerdict;
 
 use super::bindings::{CloseReason, Plugin, PluginPre, Reject, WitMessage, from_ws};
-use super::engine::{CodeSource, ticking};
+use super::engine::{CodeSource, deadline_ticks, ticking};
 use super::entry::PluginShared;
 use super::mailbox::{Control, Event, Next};
 use super::metrics::EventLabels;
@@ -64,7 +65,7 @@ pub(crate) struct Instance {
 
 /// Start the task of lane `lane` of `plugin`. It waits for its first version (a swap).
 pub(crate) fn spawn(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
-    let kinds = ["connect", "message", "close", "timer"].map(|kind| {
+    let kinds = KIND_NAMES.map(|kind| {
         plugin
             .metrics
             .events
@@ -139,16 +140,25 @@ fn is_runtime_frame(name: &str) -> bool {
     RUNTIME.iter().any(|p| name.starts_with(p))
 }
 
-/// Arm the deadline of the call about to start: the epoch callback checks it at every tick.
+/// Arm the deadline of the call about to start: a budget of epoch ticks, one spent at each tick
+/// the guest is found running (see [`on_tick`]).
 pub(crate) fn arm(store: &mut Store<HostState>, timeout: Duration) {
-    store.data_mut().deadline = Instant::now() + timeout;
+    store.data_mut().ticks_left = deadline_ticks(timeout);
     store.set_epoch_deadline(1);
 }
 
-/// At every epoch tick during a call: trap once the call's deadline has passed, otherwise let
-/// the runtime run other tasks and continue.
-fn on_tick(store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
-    if Instant::now() >= store.data().deadline {
+/// At an epoch tick while the guest runs: spend one tick of its budget; trap when none is
+/// left, otherwise let the runtime run other tasks and continue.
+///
+/// Why ticks and not the wall clock: a guest is only found at a tick while it runs wasm code, and
+/// a suspension (a host call waiting for the key-value turn another instance holds, or the wait
+/// for a worker after a yield) counts as one tick at most. Measured against the wall clock, a
+/// pooled plugin's call that waited for the turn behind another instance's long handler trapped
+/// as "deadline exceeded" without having run for its deadline (`plugin_pool.rs`).
+fn on_tick(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
+    let left = &mut store.data_mut().ticks_left;
+    *left = left.saturating_sub(1);
+    if *left == 0 {
         return Ok(UpdateDeadline::Interrupt);
     }
     Ok(UpdateDeadline::YieldCustom(
@@ -348,7 +358,6 @@ impl Actor {
         store.data_mut().end_event();
         let plugin = &self.plugin;
         let lane = &plugin.lanes[self.lane];
-        plugin.stats.events_handled.fetch_add(1, Ordering::Relaxed);
         lane.events_handled.fetch_add(1, Ordering::Relaxed);
         plugin.stats.latency.record(took);
         self.call_seconds.observe(took.as_secs_f64());
@@ -365,12 +374,11 @@ impl Actor {
             ),
             Err(_) => "host panic while handling the event".to_owned(),
         };
-        plugin.stats.traps.fetch_add(1, Ordering::Relaxed);
         lane.traps.fetch_add(1, Ordering::Relaxed);
         self.traps.inc();
         let kind = KIND_NAMES[kind];
-        warn!(plugin = %plugin.name, lane = self.lane, system = %system, event = kind, cause = %error,
-            "plugin trapped: instance dropped, a fresh one serves the next event");
+        warn!(plugin = %plugin.name, lane = self.lane, system = %system, event = kind,
+            cause = %error, "plugin trapped: instance dropped, a fresh one serves the next event");
         self.instance = None;
         self.failed(format!("trap in on-{kind}: {error}"));
         None

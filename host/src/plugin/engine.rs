@@ -154,14 +154,22 @@ fn start_ticker() -> Result<(), String> {
         .clone()
 }
 
+/// Epoch ticks for a deadline of `timeout`: never earlier than `timeout` (one tick of slack,
+/// since the current tick is already partly over), at most one tick later.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = timeout.as_nanos().div_ceil(tick) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
 /// The blake3 hash of a component's bytes, hex: its version.
 pub(crate) fn version_of(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
 impl Runtime {
-    /// Compile `bytes` through the disk cache. Blocking and CPU-heavy: run it off the async
-    /// runtime and off the plugin's actor thread.
+    /// Compile `bytes` through the disk cache. Blocking and CPU-heavy: run it on a blocking
+    /// thread, off the runtime's workers (where guest calls run).
     ///
     /// Why a throwaway engine compiles and the serving engine then loads from the disk cache
     /// (memory, issue 11): wasmtime's Cranelift compiler keeps its per-thread compilation
@@ -208,6 +216,13 @@ mod tests {
 
     /// The smallest component: `(component)` in binary form.
     const EMPTY_COMPONENT: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn deadlines_round_up_with_one_tick_of_slack() {
+        assert_eq!(deadline_ticks(Duration::from_millis(100)), 21);
+        assert_eq!(deadline_ticks(Duration::from_millis(101)), 22);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
 
     #[test]
     fn garbage_does_not_compile() {

@@ -46,10 +46,6 @@ pub(crate) struct VersionInfo {
 /// Counters and state shown by `GET /api/plugins`.
 #[derive(Default)]
 pub(crate) struct Stats {
-    /// Calls into the plugin that completed or trapped (init excluded).
-    pub events_handled: AtomicU64,
-    /// Traps since the plugin was first loaded.
-    pub traps: AtomicU64,
     /// Successful loads and reloads.
     pub reloads: AtomicU64,
     /// The last load failure or trap, for operators.
@@ -60,7 +56,7 @@ pub(crate) struct Stats {
     pub latency: LatencyWindow,
 }
 
-/// One plugin, shared by its actor thread, its timers, the loader and the API.
+/// One plugin, shared by its lanes, its timers, the loader and the API.
 pub(crate) struct PluginShared {
     /// File name without `.wasm`.
     pub name: Arc<str>,
@@ -166,11 +162,6 @@ impl PluginShared {
         &self.lanes[lane_of(client, self.lanes.len())].mailbox
     }
 
-    /// Events waiting in every lane.
-    pub(crate) fn queued(&self) -> usize {
-        self.lanes.iter().map(|l| l.mailbox.len()).sum()
-    }
-
     /// Whether events are routed here.
     pub(crate) fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
@@ -183,27 +174,45 @@ impl PluginShared {
             Some((a, b)) => (json!(a), json!(b)),
             None => (Value::Null, Value::Null),
         };
+        let (mut queued, mut events, mut traps, mut memory) = (0, 0, 0, 0);
+        let instances: Vec<Value> = self
+            .lanes
+            .iter()
+            .map(|l| {
+                let waiting = l.mailbox.len();
+                queued += waiting;
+                let lane = (
+                    l.events_handled.load(Ordering::Relaxed),
+                    l.traps.load(Ordering::Relaxed),
+                    l.memory_bytes.load(Ordering::Relaxed),
+                );
+                events += lane.0;
+                traps += lane.1;
+                memory += lane.2;
+                json!({
+                    "queued": waiting,
+                    "eventsHandled": lane.0,
+                    "traps": lane.1,
+                    "memoryBytes": lane.2,
+                })
+            })
+            .collect();
         json!({
             "name": &*self.name,
             "systems": self.systems.iter().map(|s| &**s).collect::<Vec<_>>(),
             "version": version.as_ref().map(|v| v.hash.clone()),
             "loadedAt": version.as_ref().map(|v| v.loaded_at_ms),
             "code": version.as_ref().map(|v| v.code.as_str()),
-            "eventsHandled": self.stats.events_handled.load(Ordering::Relaxed),
-            "traps": self.stats.traps.load(Ordering::Relaxed),
+            "eventsHandled": events,
+            "traps": traps,
             "reloads": self.stats.reloads.load(Ordering::Relaxed),
             "lastError": self.stats.last_error.lock().clone(),
             "p50Us": p50,
             "p99Us": p99,
-            "queued": self.queued(),
+            "queued": queued,
             "timers": self.timers.len(),
-            "memoryBytes": self.lanes.iter().map(|l| l.memory_bytes.load(Ordering::Relaxed)).sum::<u64>(),
-            "instances": self.lanes.iter().map(|l| json!({
-                "queued": l.mailbox.len(),
-                "eventsHandled": l.events_handled.load(Ordering::Relaxed),
-                "traps": l.traps.load(Ordering::Relaxed),
-                "memoryBytes": l.memory_bytes.load(Ordering::Relaxed),
-            })).collect::<Vec<_>>(),
+            "memoryBytes": memory,
+            "instances": instances,
         })
     }
 }

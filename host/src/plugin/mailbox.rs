@@ -1,5 +1,5 @@
-//! The queue between the gateway and one plugin's actor thread, and the fairness rules that let
-//! every client of a plugin be served when some of them send more than it can handle.
+//! The queue between the gateway and one instance (lane) of a plugin, and the fairness rules
+//! that let every client of a plugin be served when some of them send more than it can handle.
 //!
 //! Before this module kept shares, 8 clients sending 60 KB frames filled a plugin's queue (4096
 //! events, 250 MB): 70k events of *other* clients were dropped, a victim lost 5 of 17 requests,
@@ -80,7 +80,7 @@ pub(crate) enum Event {
     },
 }
 
-/// Orders for the actor itself.
+/// Orders for the lane itself.
 pub(crate) enum Control {
     /// Serve events with `instance` (of `loaded`, `init` already done) from now on. The
     /// loader prepares every instance of the pool before it sends the first swap, so a version
@@ -97,7 +97,7 @@ pub(crate) enum Control {
     Stop,
 }
 
-/// What the actor gets next.
+/// What the lane gets next.
 pub(crate) enum Next {
     /// An order.
     Control(Control),
@@ -206,8 +206,8 @@ impl Lanes {
     }
 }
 
-/// A bounded, per-client fair event queue plus a control lane, with one consumer (the actor
-/// thread).
+/// A bounded, per-client fair event queue plus a control lane, with one consumer (its lane's
+/// task).
 pub(crate) struct Mailbox {
     lanes: Mutex<Lanes>,
     /// Wakes the consumer; a wake-up with nobody waiting is kept for its next wait.
@@ -356,10 +356,13 @@ impl Mailbox {
         None
     }
 
-    /// Take every queued event (when stopping) and release every held client.
+    /// Take every queued event (when stopping) and release every held client. Orders still
+    /// queued are dropped: a swap's reply sender must not outlive the lane, or the reload
+    /// waiting on it (a shutdown that raced it) would never return.
     pub(crate) fn drain(&self) -> Vec<Event> {
         let mut lanes = self.lanes.lock();
         lanes.stopped = true;
+        lanes.control.clear();
         lanes.messages = 0;
         lanes.bytes = 0;
         lanes.connects = 0;
@@ -483,6 +486,19 @@ mod tests {
         assert_eq!(taken.len(), 105);
         assert_eq!(taken[..4], ["a", "a", "connect:n0", "connect:n1"]);
         assert_eq!(taken[104], "timer:9");
+    }
+
+    #[test]
+    fn a_drained_mailbox_keeps_no_orders() {
+        let mb = Mailbox::new(bounds(4, 1 << 20, 4));
+        mb.control(Control::Stop);
+        mb.control(Control::Stop);
+        assert!(matches!(
+            mb.try_next(true),
+            Some(Next::Control(Control::Stop))
+        ));
+        assert!(mb.drain().is_empty());
+        assert!(mb.try_next(true).is_none(), "the second order was dropped");
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 //! connections. See `README.md` in this folder for the operator's view.
 //!
 //! Layout: [`PluginHost`] (this file) owns the plugins and routes events to them; `loader.rs`
-//! loads, reloads and unloads; `actor.rs` runs one plugin's instance on its own thread;
-//! `hostcalls.rs` implements the imports; `kv.rs` and `timers.rs` keep what outlives instances;
+//! loads, reloads and unloads; `actor.rs` runs each instance of a plugin's pool as a task on
+//! the runtime (a lane); `hostcalls.rs` implements the imports; `kv.rs` and `timers.rs` keep what outlives instances;
 //! `engine.rs` compiles through the cache; `watch.rs` watches the folder; `api.rs` serves
 //! `/api/plugins`.
 

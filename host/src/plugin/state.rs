@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -91,6 +90,8 @@ pub(crate) struct Limiter {
     inner: StoreLimits,
     /// Bytes this store added to `lane_bytes`, given back when it is dropped.
     counted: u64,
+    /// Bytes of the last grow allowed: taken back if the grow then fails.
+    last_grown: u64,
     lane_bytes: Option<Arc<AtomicU64>>,
 }
 
@@ -106,11 +107,17 @@ impl ResourceLimiter for Limiter {
             let grown = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
             bytes.fetch_add(grown, Ordering::Relaxed);
             self.counted = self.counted.saturating_add(grown);
+            self.last_grown = grown;
         }
         Ok(ok)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        if let Some(bytes) = &self.lane_bytes {
+            bytes.fetch_sub(self.last_grown, Ordering::Relaxed);
+            self.counted = self.counted.saturating_sub(self.last_grown);
+        }
+        self.last_grown = 0;
         self.inner.memory_grow_failed(error)
     }
 
@@ -168,8 +175,8 @@ pub(crate) struct HostState {
     pub lane: usize,
     /// The plugin's key-value turn, held from the event's first KV call to its end.
     pub kv_held: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// When the call in progress is cut (checked at every epoch tick; see `actor.rs`).
-    pub deadline: Instant,
+    /// Epoch ticks the call in progress may still run before it is cut (see `actor.rs`).
+    pub ticks_left: u64,
 }
 
 impl HostState {
@@ -202,6 +209,7 @@ impl HostState {
                 .memory_size(plugin.limits.max_memory_bytes)
                 .build(),
             counted: 0,
+            last_grown: 0,
             lane_bytes: plugin.lanes.get(lane).map(|l| l.memory_bytes.clone()),
         };
         Self {
@@ -217,7 +225,7 @@ impl HostState {
             stdio,
             lane,
             kv_held: None,
-            deadline: Instant::now(),
+            ticks_left: 0,
         }
     }
 
@@ -337,5 +345,33 @@ impl AsyncWrite for LineLog {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grow_that_fails_after_it_was_allowed_is_not_counted() {
+        let lane = Arc::new(AtomicU64::new(0));
+        let mut limiter = Limiter {
+            inner: StoreLimitsBuilder::new().memory_size(1 << 20).build(),
+            counted: 0,
+            last_grown: 0,
+            lane_bytes: Some(lane.clone()),
+        };
+        assert!(limiter.memory_growing(0, 65536, None).unwrap_or(false));
+        assert!(
+            limiter
+                .memory_growing(65536, 131_072, None)
+                .unwrap_or(false)
+        );
+        assert_eq!(lane.load(Ordering::Relaxed), 131_072);
+        // wasmtime could not map the pages after all.
+        let _ = limiter.memory_grow_failed(wasmtime::Error::msg("mmap failed"));
+        assert_eq!(lane.load(Ordering::Relaxed), 65536);
+        drop(limiter);
+        assert_eq!(lane.load(Ordering::Relaxed), 0, "given back with the store");
     }
 }

@@ -1,8 +1,8 @@
 //! A plugin's timers: `set-timer` starts a tokio sleep that, when it fires, queues an `on-timer`
-//! event for the instance (lane) of the pool that set it: a pooled plugin's timer is handled by
-//! the instance that set it, in order with that instance's other events. The table lives beside the plugin, not in an instance, so
-//! timers survive traps and hot reloads (the version current when the timer fires gets it); they
-//! die with the plugin (file deleted) and with the process.
+//! event for the instance (lane) of the pool that set it, in order with that instance's other
+//! events. The table lives beside the plugin, not in an instance, so timers survive traps and
+//! hot reloads (the version current when the timer fires gets it); they die with the plugin
+//! (file deleted) and with the process.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,7 +105,7 @@ impl Timers {
     }
 
     /// A fired timer, taken out of the table: its system and payload. `None` when it was
-    /// cancelled after it fired but before the actor got to it.
+    /// cancelled after it fired but before its lane got to it.
     pub(crate) fn take(&self, id: u64) -> Option<(Arc<str>, String)> {
         self.pending
             .lock()

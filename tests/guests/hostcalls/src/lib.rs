@@ -8,6 +8,8 @@
 //!   request had one). Kinds are the WIT error cases (`unknown-client`, `invalid-argument`,
 //!   `quota-exceeded`, `unavailable`) plus `bad-json`, `bad-args` and `unknown-call`;
 //! - `spin:<ms>[:<anything>]` keeps the plugin busy for `ms` milliseconds, then answers `spun`;
+//! - `spin-kv:<ms>` first reads the key-value store (taking a pooled plugin's key-value turn for
+//!   the rest of the event), then spins like `spin`;
 //! - any other text frame is answered `echo:<text>`;
 //! - a binary frame is answered with the same bytes.
 //!
@@ -343,6 +345,10 @@ impl Plugin for HostCalls {
         let reply = match msg {
             Message::Binary(bytes) => Message::Binary(bytes),
             Message::Text(text) if text.starts_with("spin:") => Message::text(spin(&text)),
+            Message::Text(text) if text.starts_with("spin-kv:") => {
+                let _ = host::kv_get("spin");
+                Message::text(spin(&text))
+            }
             Message::Text(text) if text.starts_with('{') => {
                 command(client, &text, &self.config).into()
             }
