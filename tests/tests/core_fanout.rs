@@ -145,3 +145,60 @@ async fn a_client_that_stops_reading_is_closed_1008_after_a_bounded_queue() {
     assert_eq!(other.recv_json().await["data"], "ok");
     gw.stop().await;
 }
+
+/// Broadcasts large enough to be split over the runtime's workers (2048 recipients and more):
+/// every client gets every message once, each sender's in its order, and, because split
+/// broadcasts to one system take turns, all clients see the two senders' broadcasts in the
+/// same order. Before the turn, on two workers, clients disagreed about that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_broadcasts_reach_every_client_in_one_order() {
+    const CLIENTS: usize = 2300;
+    const PER_SENDER: usize = 12;
+    let gw = TestGateway::start(TestGateway::config_with(&["app"])).await;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(gw.connect("app").await);
+    }
+    let send = |sender: &'static str| {
+        let gateway = gw.gateway.clone();
+        tokio::spawn(async move {
+            for i in 0..PER_SENDER {
+                let text = json!({"s": sender, "i": i}).to_string();
+                let n = gateway
+                    .send_to_system("app", Message::text(text), &[])
+                    .await
+                    .expect("system exists");
+                assert_eq!(n, CLIENTS, "{sender}{i} reached every client");
+            }
+        })
+    };
+    let (a, b) = (send("a"), send("b"));
+    a.await.expect("sender a");
+    b.await.expect("sender b");
+
+    let mut first_order: Option<Vec<String>> = None;
+    for (k, c) in clients.iter_mut().enumerate() {
+        let mut order = Vec::with_capacity(2 * PER_SENDER);
+        let mut next: HashMap<String, u64> = HashMap::new();
+        for _ in 0..2 * PER_SENDER {
+            let v: serde_json::Value = serde_json::from_str(&c.recv_text().await).expect("JSON");
+            let sender = v["s"].as_str().expect("s").to_owned();
+            let i = v["i"].as_u64().expect("i");
+            let expected = next.entry(sender.clone()).or_default();
+            assert_eq!(
+                i, *expected,
+                "client {k}: {sender}{i} out of its sender's order"
+            );
+            *expected += 1;
+            order.push(format!("{sender}{i}"));
+        }
+        match &first_order {
+            None => first_order = Some(order),
+            Some(first) => assert_eq!(
+                &order, first,
+                "client {k} saw the broadcasts in another order than client 0"
+            ),
+        }
+    }
+    gw.stop().await;
+}

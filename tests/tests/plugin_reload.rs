@@ -269,6 +269,70 @@ async fn timers_fire_into_the_new_version() {
     gw.stop().await;
 }
 
+/// A gateway serving `versioned` v1 with init config `init`, and a client of it in group `g`.
+async fn serving_v1_with_init(init: &str) -> (TestGateway, tempfile::TempDir, Client, Value) {
+    let dir = folder();
+    install(dir.path(), "versioned", VERSIONED_1);
+    let mut config = config(dir.path());
+    config.plugins.insert(
+        "versioned".into(),
+        wasmgate::config::PluginConfig {
+            config: init.to_owned(),
+            ..Default::default()
+        },
+    );
+    let gw = TestGateway::start(config).await;
+    let old = plugin(&gw, "versioned").await["version"].clone();
+    let mut c = gw.connect("versioned").await;
+    c.send_text("join:g").await;
+    assert_eq!(c.recv_text().await, "v1:joined");
+    (gw, dir, c, old)
+}
+
+/// A timer that a new version's `init` sets fires into that version, never into the version
+/// still serving while the new one is instantiated (its clock starts when it serves; before,
+/// a 0 ms timer set by v2's `init` ran v1's `on-timer`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_set_by_init_fires_into_the_version_that_set_it() {
+    let (gw, dir, mut c, old) = serving_v1_with_init(
+        r#"{"init-timer": {"version": "2", "ms": 0, "group": "g", "spin-ms": 100}}"#,
+    )
+    .await;
+    install(dir.path(), "versioned", VERSIONED_2);
+    let fired = c.recv_text().await;
+    assert!(
+        fired.starts_with("v2:timer:"),
+        "the timer of v2's init ran in: {fired}"
+    );
+    let entry = plugin(&gw, "versioned").await;
+    assert_ne!(entry["version"], old, "{entry}");
+    gw.stop().await;
+}
+
+/// A version whose `init` fails never serves, and neither do the timers its `init` set: they
+/// are cancelled with it (before, they stayed and fired into the old version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timers_of_a_version_that_fails_init_never_fire() {
+    let (gw, dir, mut c, old) = serving_v1_with_init(
+        r#"{"init-timer": {"version": "2", "ms": 0, "group": "g"}, "fail-init": "2"}"#,
+    )
+    .await;
+    install(dir.path(), "versioned", VERSIONED_2);
+    let entry = wait_plugin(&gw, "versioned", "v2 fails init", |p| {
+        p["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("v2 asked to fail init"))
+    })
+    .await;
+    assert_eq!(entry["version"], old, "v1 still serves");
+    assert_eq!(entry["timers"], 0, "no timer left behind: {entry}");
+    // Time for a leftover timer to fire, then a message: its answer must come first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.send_text("after").await;
+    assert_eq!(c.recv_text().await, "v1:after");
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_file_unloads_the_plugin_and_its_clients_stay() {
     let dir = folder();

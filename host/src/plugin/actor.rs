@@ -61,6 +61,9 @@ pub(crate) struct Instance {
     pub store: Store<HostState>,
     /// Typed access to its exports.
     pub bindings: Plugin,
+    /// Timers its `init` set, not started yet: whoever makes the instance serve arms them
+    /// (`Timers::arm`), or cancels them if it never serves.
+    pub held_timers: Vec<u64>,
 }
 
 /// Start the task of lane `lane` of `plugin`. It waits for its first version (a swap).
@@ -190,14 +193,26 @@ pub(crate) async fn instantiate(
         }
     };
     store.data_mut().begin_event(system);
+    store.data_mut().held_timers = Some(Vec::new());
     let init = bindings.call_init(&mut store, &plugin.init_config).await;
     store.data_mut().end_event();
+    let held_timers = store.data_mut().held_timers.take().unwrap_or_default();
     let stderr = store.data().log.stderr_tail();
-    match init {
-        Ok(Ok(())) => Ok(Instance { store, bindings }),
-        Ok(Err(msg)) => Err(format!("init failed: {msg}")),
-        Err(e) => Err(format!("init trapped: {}", describe(&e, timeout, stderr))),
+    let failed = match init {
+        Ok(Ok(())) => {
+            return Ok(Instance {
+                store,
+                bindings,
+                held_timers,
+            });
+        }
+        Ok(Err(msg)) => format!("init failed: {msg}"),
+        Err(e) => format!("init trapped: {}", describe(&e, timeout, stderr)),
+    };
+    for id in held_timers {
+        plugin.timers.cancel(id);
     }
+    Err(failed)
 }
 
 /// One call into a guest.
@@ -251,7 +266,11 @@ impl Actor {
             {
                 self.retry_at = None;
                 match instantiate(&self.engine, &self.plugin, &version, self.lane).await {
-                    Ok(instance) => self.instance = Some(Box::new(instance)),
+                    Ok(mut instance) => {
+                        let held = std::mem::take(&mut instance.held_timers);
+                        self.plugin.timers.arm(&self.plugin, &self.plugin.rt, &held);
+                        self.instance = Some(Box::new(instance));
+                    }
                     Err(e) => self.failed(format!("re-instantiation failed: {e}")),
                 }
             }
@@ -329,7 +348,9 @@ impl Actor {
     async fn call(&mut self, system: &Arc<str>, call: Call<'_>) -> Option<Result<(), Reject>> {
         let kind = call.kind();
         let instance = self.instance.as_mut()?;
-        let Instance { store, bindings } = &mut **instance;
+        let Instance {
+            store, bindings, ..
+        } = &mut **instance;
         store.data_mut().begin_event(system.clone());
         arm(store, self.plugin.limits.call_timeout);
         let ticking = ticking();

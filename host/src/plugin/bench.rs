@@ -46,6 +46,9 @@ impl PluginHost {
         let instance = actor::instantiate(&self.runtime.engine, &plugin, &loaded, 0)
             .await
             .map_err(load_error)?;
+        plugin
+            .timers
+            .arm(&plugin, &plugin.rt, &instance.held_timers);
         Ok(DirectInstance {
             instance,
             system: plugin.systems.first().cloned().unwrap_or_default(),

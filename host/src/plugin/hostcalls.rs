@@ -298,14 +298,22 @@ impl Host for HostState {
 
     async fn set_timer(&mut self, delay_ms: u64, payload: String) -> R<u64> {
         let plugin = self.plugin.clone();
-        plugin.timers.set(
-            &plugin,
-            &plugin.rt,
-            self.system.clone(),
-            self.lane,
-            delay_ms,
-            payload,
-        )
+        plugin
+            .timers
+            .set(
+                &plugin,
+                &plugin.rt,
+                self.system.clone(),
+                self.lane,
+                delay_ms,
+                payload,
+                self.held_timers.is_some(),
+            )
+            .inspect(|id| {
+                if let Some(held) = &mut self.held_timers {
+                    held.push(*id);
+                }
+            })
     }
 
     async fn cancel_timer(&mut self, id: u64) -> bool {

@@ -86,23 +86,32 @@ impl PluginHost {
         name: &str,
         force: bool,
     ) -> Result<ReloadOutcome, PluginError> {
-        let turn = self
-            .turns
-            .lock()
-            .entry(name.to_owned())
-            .or_default()
-            .clone();
-        let guard = turn.lock().await;
-        let outcome = self.sync_turn(name, force).await;
-        drop(guard);
-        // A name that serves nothing (a reload of an unknown plugin, an unloaded one) must not
-        // keep its turn forever: every unknown name an API caller tries would grow the map.
-        if !self.plugins.read().contains_key(name) {
-            self.turns
-                .lock()
-                .retain(|n, t| n != name || Arc::strong_count(t) > 2);
-        }
-        outcome
+        // In a task of its own: a caller that goes away (an API request whose client hung up)
+        // must not cancel a sync between handing lanes their new instances and marking the
+        // plugin live, which would leave a plugin that serves but is never marked live.
+        let (host, plugin) = (self.clone(), name.to_owned());
+        let name = plugin.clone();
+        let task = tokio::spawn(async move {
+            let turn = host.turns.lock().entry(name.clone()).or_default().clone();
+            let guard = turn.lock().await;
+            let outcome = host.sync_turn(&name, force).await;
+            drop(guard);
+            // A name that serves nothing (a reload of an unknown plugin, an unloaded one) must
+            // not keep its turn forever: every unknown name an API caller tries would grow the
+            // map.
+            if !host.plugins.read().contains_key(&name) {
+                host.turns
+                    .lock()
+                    .retain(|n, t| *n != name || Arc::strong_count(t) > 2);
+            }
+            outcome
+        });
+        task.await.unwrap_or_else(|e| {
+            Err(PluginError::Load {
+                plugin,
+                error: format!("sync task failed: {e}"),
+            })
+        })
     }
 
     async fn sync_turn(
@@ -181,10 +190,25 @@ impl PluginHost {
             tokio::spawn(async move { actor::instantiate(&engine, &plugin, &loaded, lane).await })
         });
         let mut instances = Vec::with_capacity(plugin.lanes.len());
+        let mut failure = None;
         for built in futures_util::future::join_all(builds).await {
-            instances.push(Box::new(
-                built.map_err(|e| format!("instantiate task failed: {e}"))??,
-            ));
+            match built.map_err(|e| format!("instantiate task failed: {e}")) {
+                Ok(Ok(instance)) => instances.push(Box::new(instance)),
+                Ok(Err(e)) | Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        // Timers the new version's `init` set start only once every lane has its order to
+        // swap (orders overtake events, so none fires into the old version), and die with a
+        // version that does not serve.
+        let held: Vec<u64> = instances
+            .iter_mut()
+            .flat_map(|i| std::mem::take(&mut i.held_timers))
+            .collect();
+        if let Some(e) = failure {
+            for id in held {
+                plugin.timers.cancel(id);
+            }
+            return Err(e);
         }
         let mut replies = Vec::with_capacity(instances.len());
         for (lane, instance) in plugin.lanes.iter().zip(instances) {
@@ -196,6 +220,7 @@ impl PluginHost {
             });
             replies.push(rx);
         }
+        plugin.timers.arm(plugin, &plugin.rt, &held);
         for rx in replies {
             rx.await.map_err(|_| "the plugin stopped".to_owned())?;
         }

@@ -177,6 +177,9 @@ pub(crate) struct HostState {
     pub kv_held: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// Epoch ticks the call in progress may still run before it is cut (see `actor.rs`).
     pub ticks_left: u64,
+    /// While `init` of an instance not serving yet runs: the timers it set, held until the
+    /// instance serves (see `timers.rs`).
+    pub held_timers: Option<Vec<u64>>,
 }
 
 impl HostState {
@@ -226,6 +229,7 @@ impl HostState {
             lane,
             kv_held: None,
             ticks_left: 0,
+            held_timers: None,
         }
     }
 

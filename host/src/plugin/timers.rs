@@ -3,6 +3,12 @@
 //! events. The table lives beside the plugin, not in an instance, so timers survive traps and
 //! hot reloads (the version current when the timer fires gets it); they die with the plugin
 //! (file deleted) and with the process.
+//!
+//! A timer set by `init` while a new version is being instantiated is *held*: it is in the table
+//! (it counts, it can be cancelled) but its clock starts only when the version serves
+//! ([`Timers::arm`]). A version that fails to load takes its held timers with it
+//! ([`Timers::cancel`]), so neither a failed reload nor a short timer of the new version ever
+//! fires an `on-timer` into the version still serving.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +36,12 @@ struct Pending {
     system: Arc<str>,
     /// Handed to `on-timer`.
     payload: String,
-    /// Stops the sleeping task on cancel or unload.
-    task: AbortHandle,
+    /// Stops the sleeping task on cancel or unload; `None` while the timer is held.
+    task: Option<AbortHandle>,
+    /// The lane it fires on.
+    lane: usize,
+    /// Its delay, kept to start it when a held timer is armed.
+    delay: Duration,
 }
 
 /// One plugin's timers.
@@ -43,7 +53,8 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Start a timer for `plugin`; its id.
+    /// Start a timer for `plugin` (or only register it, when `held`); its id.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn set(
         &self,
         plugin: &Arc<PluginShared>,
@@ -52,6 +63,7 @@ impl Timers {
         lane: usize,
         delay_ms: u64,
         payload: String,
+        held: bool,
     ) -> Result<u64, WitError> {
         let delay = Duration::from_millis(delay_ms);
         if delay > MAX_DELAY {
@@ -73,31 +85,39 @@ impl Timers {
             )));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let weak: Weak<PluginShared> = Arc::downgrade(plugin);
-        let task = rt.spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Some(plugin) = weak.upgrade()
-                && let Some(lane) = plugin.lanes.get(lane)
-            {
-                lane.mailbox.push_unbounded(Event::Timer { id });
-            }
-        });
+        let task = (!held).then(|| start(plugin, rt, id, lane, delay));
         pending.insert(
             id,
             Pending {
                 system,
                 payload,
-                task: task.abort_handle(),
+                task,
+                lane,
+                delay,
             },
         );
         Ok(id)
+    }
+
+    /// Start held timers `ids` (their version now serves); cancelled ones are skipped.
+    pub(crate) fn arm(&self, plugin: &Arc<PluginShared>, rt: &Handle, ids: &[u64]) {
+        let mut pending = self.pending.lock();
+        for id in ids {
+            if let Some(p) = pending.get_mut(id)
+                && p.task.is_none()
+            {
+                p.task = Some(start(plugin, rt, *id, p.lane, p.delay));
+            }
+        }
     }
 
     /// Cancel a timer; whether it was still pending (if so, `on-timer` will not run for it).
     pub(crate) fn cancel(&self, id: u64) -> bool {
         match self.pending.lock().remove(&id) {
             Some(p) => {
-                p.task.abort();
+                if let Some(task) = p.task {
+                    task.abort();
+                }
                 true
             }
             None => false,
@@ -116,7 +136,9 @@ impl Timers {
     /// Cancel every timer (the plugin is unloaded).
     pub(crate) fn clear(&self) {
         for (_, p) in self.pending.lock().drain() {
-            p.task.abort();
+            if let Some(task) = p.task {
+                task.abort();
+            }
         }
     }
 
@@ -124,4 +146,24 @@ impl Timers {
     pub(crate) fn len(&self) -> usize {
         self.pending.lock().len()
     }
+}
+
+/// The sleeping task of timer `id`: when it wakes, it queues `on-timer` on its lane.
+fn start(
+    plugin: &Arc<PluginShared>,
+    rt: &Handle,
+    id: u64,
+    lane: usize,
+    delay: Duration,
+) -> AbortHandle {
+    let weak: Weak<PluginShared> = Arc::downgrade(plugin);
+    rt.spawn(async move {
+        tokio::time::sleep(delay).await;
+        if let Some(plugin) = weak.upgrade()
+            && let Some(lane) = plugin.lanes.get(lane)
+        {
+            lane.mailbox.push_unbounded(Event::Timer { id });
+        }
+    })
+    .abort_handle()
 }

@@ -15,6 +15,13 @@
 //! Extras: the text `timer:<ms>` sets a timer (payload: the sender's id) and answers
 //! `v<N>:timer-set:<id>`; when it fires the version then loaded sends `v<N>:timer:<id>` to that
 //! client, so a test can check that timers fire into the new version. Binary frames are echoed.
+//! `join:<group>` joins the sender to a group (answer `v<N>:joined`).
+//!
+//! For reload tests about timers set by `init`, a JSON config may hold
+//! `"init-timer": {"version": "2", "ms": 0, "group": "g", "spin-ms": 50}`: the build of that
+//! version sets, in `init`, a timer that sends `v<N>:timer:<id>` to group `g` when it fires (then
+//! busy-waits `spin-ms` in `init`); and
+//! `"fail-init": "2"`: the build of that version fails `init` (after setting its timer).
 
 use serde_json::Value;
 use wasmgate_guest::{Message, Plugin, export_plugin, host};
@@ -57,6 +64,25 @@ impl Plugin for Versioned {
         if let Some(v) = version_from_config(config) {
             self.version = v;
         }
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(config) else {
+            return Ok(());
+        };
+        let mine = |v: Option<&Value>| v.and_then(Value::as_str) == Some(self.version.as_str());
+        if let Some(timer) = map.get("init-timer")
+            && mine(timer.get("version"))
+        {
+            let ms = timer.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            let group = timer.get("group").and_then(Value::as_str).unwrap_or("");
+            host::set_timer(ms, &format!("group:{group}")).map_err(|e| e.to_string())?;
+            // Stay in `init` a while after setting it (`"spin-ms"`): long enough for the timer
+            // to be due while this version is not serving yet.
+            let spin = timer.get("spin-ms").and_then(Value::as_u64).unwrap_or(0);
+            let until = host::now_ms() + spin;
+            while host::now_ms() < until {}
+        }
+        if mine(map.get("fail-init")) {
+            return Err(format!("v{} asked to fail init", self.version));
+        }
         Ok(())
     }
 
@@ -64,6 +90,12 @@ impl Plugin for Versioned {
         let v = &self.version;
         let reply = match msg {
             Message::Binary(_) => msg,
+            Message::Text(text) if text.starts_with("join:") => {
+                match host::join_group(client, &text["join:".len()..]) {
+                    Ok(()) => Message::text(format!("v{v}:joined")),
+                    Err(e) => Message::text(format!("v{v}:join-error:{e}")),
+                }
+            }
             Message::Text(text) => match text.strip_prefix("timer:").map(str::parse::<u64>) {
                 Some(Ok(ms)) => match host::set_timer(ms, client) {
                     Ok(id) => Message::text(format!("v{v}:timer-set:{id}")),
@@ -76,7 +108,12 @@ impl Plugin for Versioned {
     }
 
     fn on_timer(&mut self, id: u64, payload: &str) {
-        let _ = host::send_to_client(payload, format!("v{}:timer:{id}", self.version));
+        let text = format!("v{}:timer:{id}", self.version);
+        if let Some(group) = payload.strip_prefix("group:") {
+            let _ = host::send_to_group(group, text, &[]);
+            return;
+        }
+        let _ = host::send_to_client(payload, text);
     }
 }
 
