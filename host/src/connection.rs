@@ -231,9 +231,13 @@ async fn admit(
             ));
         }
     };
-    if !gateway.registry().system_exists(&system).await {
-        let err = ApiError::NotFound(format!("unknown system: {system}"));
-        return Err((None, err));
+    match gateway.registry().system_exists(&system).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let err = ApiError::NotFound(format!("unknown system: {system}"));
+            return Err((None, err));
+        }
+        Err(err) => return Err((None, err.into())),
     }
     let secret = gateway
         .config()

@@ -322,7 +322,7 @@ impl World {
                 return Err(format!("uid {uid} bound to {bound:?}"));
             }
         }
-        if reg.systems().await.len() > MAX_SYSTEMS {
+        if reg.systems().await.expect("local registry answers").len() > MAX_SYSTEMS {
             return Err("too many systems".into());
         }
         Ok(())

@@ -1,4 +1,4 @@
-//! API errors: every one is an HTTP 4xx answered as `{"code":<status>,"msg":"<what is wrong>"}`.
+//! API errors: every one is an HTTP 4xx (or 503 when the cluster's registry is unreachable) answered as `{"code":<status>,"msg":"<what is wrong>"}`.
 //!
 //! Statuses of the limits (one rule, also in host calls' WIT errors):
 //! a name too long or empty is 400 (`invalid-argument`); a size limit (info, extend, body) is
@@ -44,6 +44,9 @@ pub enum ApiError {
     /// A count limit was hit: the system cannot take more clients, groups, systems.
     #[error("{0}")]
     TooMany(String),
+    /// A backend the gateway needs (the cluster's registry) could not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -58,6 +61,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) | ApiError::ContentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -76,6 +80,7 @@ impl From<RegistryError> for ApiError {
             ErrorKind::NotFound => ApiError::NotFound(err.to_string()),
             ErrorKind::TooMany => ApiError::TooMany(err.to_string()),
             ErrorKind::TooLarge => ApiError::ContentTooLarge(err.to_string()),
+            ErrorKind::Unavailable => ApiError::Unavailable(err.to_string()),
         }
     }
 }

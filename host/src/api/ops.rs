@@ -183,7 +183,7 @@ pub async fn dispatch(
     }
     let system = system_header(headers, limits)?;
     let system = system.as_str();
-    if !gw.registry().system_exists(system).await {
+    if !gw.registry().system_exists(system).await? {
         return Err(ApiError::NotFound(format!("unknown system: {system}")));
     }
     // An empty clientId is a malformed call, not a lookup of a client that is not there.
@@ -320,7 +320,7 @@ pub async fn dispatch(
         Op::GetAllUid => Ok(list(reg.uids(system).await?)),
         Op::IsOnline => {
             let b: ClientBody = parse(&body)?;
-            Ok(json!({ "online": reg.client_exists(system, &b.client_id).await }))
+            Ok(json!({ "online": reg.client_exists(system, &b.client_id).await? }))
         }
         Op::GetAllClientCount => Ok(json!({ "count": reg.client_count(system).await? })),
         Op::GetInfo => {

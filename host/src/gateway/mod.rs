@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use crate::cluster::Broker;
 use crate::config::Config;
 use crate::domain::close::{CloseCode, CloseError, CloseReason};
 use crate::domain::names::NameError;
@@ -95,6 +96,9 @@ struct Inner {
     ids: IdGen,
     metrics: Metrics,
     events: OnceLock<Arc<dyn EventSink>>,
+    /// Delivery to other nodes; unset on a single node, whose sends then never leave the
+    /// local tables (see [`crate::cluster`]).
+    broker: OnceLock<Arc<dyn Broker>>,
     /// Parent of every connection's token: cancelling it closes every client (shutdown).
     root: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them to drain.
@@ -126,6 +130,7 @@ impl Gateway {
                 by_system: DashMap::new(),
                 metrics: Metrics::new(),
                 events: OnceLock::new(),
+                broker: OnceLock::new(),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -155,6 +160,19 @@ impl Gateway {
     /// Route client events to `sink` (the plugin runtime). Set once; later calls are ignored.
     pub fn set_event_sink(&self, sink: Arc<dyn EventSink>) {
         let _ = self.inner.events.set(sink);
+    }
+
+    /// Route sends and closes for clients of other nodes through `broker` (cluster mode). Set
+    /// once, before serving; a second call is ignored.
+    pub fn set_broker(&self, broker: Arc<dyn Broker>) {
+        let _ = self.inner.broker.set(broker);
+    }
+
+    /// The broker when `client` is held by another node (its id names another node); `None` on
+    /// a single node, so that path never looks at the id.
+    fn remote_broker(&self, client: &str) -> Option<&Arc<dyn Broker>> {
+        let broker = self.inner.broker.get()?;
+        (crate::ids::node_of(client) != Some(self.inner.ids.node())).then_some(broker)
     }
 
     /// The root cancellation token; cancelled when the gateway shuts down.
@@ -310,9 +328,12 @@ impl Gateway {
         code: CloseCode,
         reason: &CloseReason,
     ) -> Result<(), GatewayError> {
-        if !self.inner.registry.client_exists(system, client).await {
+        if !self.inner.registry.client_exists(system, client).await? {
             self.ensure_system(system).await?;
             return Err(RegistryError::UnknownClient(client.to_owned()).into());
+        }
+        if let Some(broker) = self.remote_broker(client) {
+            return Ok(broker.close_client(system, client, code, reason)?);
         }
         if let Some(conn) = self.inner.connections.get(client) {
             conn.out.close(code, reason.as_str());

@@ -79,6 +79,32 @@ impl Gateway {
         n
     }
 
+    /// Publish `msg` once for those of `clients` held by other nodes; how many that is. Nothing
+    /// (not even a walk of `clients`) on a single node.
+    fn publish_remote<'a>(
+        &self,
+        system: &str,
+        clients: impl Iterator<Item = &'a str>,
+        msg: &Message,
+    ) -> Result<usize, GatewayError> {
+        let Some(broker) = self.inner.broker.get() else {
+            return Ok(0);
+        };
+        let remote: Vec<&str> = clients
+            .filter(|c| self.remote_broker(c).is_some())
+            .collect();
+        if !remote.is_empty() {
+            broker.to_clients(system, &remote, msg)?;
+            self.count_out(system, remote.len());
+        }
+        Ok(remote.len())
+    }
+
+    /// How many of `clients` other nodes hold (cluster mode only).
+    fn count_remote<'a>(&self, clients: impl Iterator<Item = &'a String>) -> usize {
+        clients.filter(|c| self.remote_broker(c).is_some()).count()
+    }
+
     /// The queues of `clients` that are connected to `system` on this node.
     fn queues_of<'a>(
         &self,
@@ -157,9 +183,14 @@ impl Gateway {
         msg: Message,
     ) -> Result<bool, GatewayError> {
         self.check_size(&msg)?;
-        if !self.inner.registry.client_exists(system, client).await {
+        if !self.inner.registry.client_exists(system, client).await? {
             self.ensure_system(system).await?;
             return Err(RegistryError::UnknownClient(client.to_owned()).into());
+        }
+        if let Some(broker) = self.remote_broker(client) {
+            broker.to_clients(system, &[client], &msg)?;
+            self.count_out(system, 1);
+            return Ok(true);
         }
         Ok(self.deliver(system, client, &msg))
     }
@@ -175,8 +206,9 @@ impl Gateway {
         self.check_size(&msg)?;
         self.ensure_system(system).await?;
         let unique: std::collections::BTreeSet<&String> = clients.iter().collect();
+        let remote = self.publish_remote(system, unique.iter().map(|c| c.as_str()), &msg)?;
         let targets = self.queues_of(system, unique, &[]);
-        Ok(self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
     }
 
     /// Send to every member of a group except `exclude`.
@@ -189,8 +221,13 @@ impl Gateway {
     ) -> Result<usize, GatewayError> {
         self.check_size(&msg)?;
         let members = self.inner.registry.group_clients(system, group).await?;
+        let mut remote = 0;
+        if let Some(broker) = self.inner.broker.get() {
+            broker.to_group(system, group, exclude, &msg)?;
+            remote = self.count_remote(members.iter().filter(|c| !exclude.contains(c)));
+        }
         let targets = self.queues_of(system, &members, exclude);
-        Ok(self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
     }
 
     /// Send to every client of the system except `exclude`.
@@ -202,6 +239,10 @@ impl Gateway {
     ) -> Result<usize, GatewayError> {
         self.check_size(&msg)?;
         self.ensure_system(system).await?;
+        if let Some(broker) = self.inner.broker.get() {
+            // Other nodes count their own deliveries; this answer counts this node's.
+            broker.to_system(system, exclude, &msg)?;
+        }
         // Only this node's connections can be written to: walk them, queue handles in hand
         // (cloned out of the table so that connects and disconnects do not wait for the
         // broadcast's writes).
@@ -227,7 +268,8 @@ impl Gateway {
     ) -> Result<usize, GatewayError> {
         self.check_size(&msg)?;
         let clients = self.inner.registry.clients_by_uid(system, uid).await?;
+        let remote = self.publish_remote(system, clients.iter().map(String::as_str), &msg)?;
         let targets = self.queues_of(system, &clients, &[]);
-        Ok(self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
     }
 }

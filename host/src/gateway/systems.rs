@@ -58,7 +58,7 @@ impl Gateway {
     }
 
     pub(super) async fn ensure_system(&self, system: &str) -> Result<(), GatewayError> {
-        if self.inner.registry.system_exists(system).await {
+        if self.inner.registry.system_exists(system).await? {
             Ok(())
         } else {
             Err(RegistryError::UnknownSystem(system.to_owned()).into())

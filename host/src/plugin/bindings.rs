@@ -63,6 +63,9 @@ pub(crate) fn to_wit_error(err: GatewayError) -> WitError {
         GatewayError::Registry(e @ RegistryError::NotInGroup { .. }) => {
             WitError::InvalidArgument(e.to_string())
         }
+        GatewayError::Registry(e @ RegistryError::Unavailable(_)) => {
+            WitError::Unavailable(e.to_string())
+        }
         GatewayError::Registry(e) if e.kind() != ErrorKind::NotFound => {
             WitError::QuotaExceeded(e.to_string())
         }
@@ -71,5 +74,18 @@ pub(crate) fn to_wit_error(err: GatewayError) -> WitError {
         }
         e @ GatewayError::Queue(_) => WitError::QuotaExceeded(e.to_string()),
         other => WitError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Unavailable` is a registry error of no "not found" kind: without its own arm it fell
+    /// into `quota-exceeded`, telling a plugin it over-used something when Redis was down.
+    #[test]
+    fn an_unavailable_registry_is_the_wit_unavailable() {
+        let err = GatewayError::Registry(RegistryError::Unavailable("redis down".into()));
+        assert!(matches!(to_wit_error(err), WitError::Unavailable(m) if m.contains("redis down")));
     }
 }

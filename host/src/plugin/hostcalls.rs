@@ -234,9 +234,17 @@ impl Host for HostState {
             .map_err(to_wit_error)
     }
 
+    /// The WIT answers a bare bool here, so a registry that cannot answer reads as "not
+    /// online" (logged); calls that can fail say `unavailable`.
     async fn is_online(&mut self, client: String) -> bool {
         let gw = self.plugin.gateway.clone();
-        gw.registry().client_exists(&self.system, &client).await
+        gw.registry()
+            .client_exists(&self.system, &client)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::warn!(system = %self.system, cause = %err, "is-online: registry unavailable");
+                false
+            })
     }
 
     async fn get_all_client_count(&mut self) -> u32 {

@@ -183,14 +183,14 @@ impl Registry for LocalRegistry {
         Ok(ids)
     }
 
-    async fn system_exists(&self, system: &str) -> bool {
-        self.systems.read().contains_key(system)
+    async fn system_exists(&self, system: &str) -> Result<bool> {
+        Ok(self.systems.read().contains_key(system))
     }
 
-    async fn systems(&self) -> Vec<String> {
+    async fn systems(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = self.systems.read().keys().cloned().collect();
         names.sort();
-        names
+        Ok(names)
     }
 
     async fn add_client(&self, system: &str, client: &str, uid: Option<&str>) -> Result<()> {
@@ -217,9 +217,11 @@ impl Registry for LocalRegistry {
         })
     }
 
-    async fn client_exists(&self, system: &str, client: &str) -> bool {
-        self.with(system, |s| Ok(s.clients.contains_key(client)))
-            .unwrap_or(false)
+    async fn client_exists(&self, system: &str, client: &str) -> Result<bool> {
+        // An unknown system has no clients: that is an answer, not a failure.
+        Ok(self
+            .with(system, |s| Ok(s.clients.contains_key(client)))
+            .unwrap_or(false))
     }
 
     async fn clients(&self, system: &str) -> Result<Vec<String>> {

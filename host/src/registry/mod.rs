@@ -43,8 +43,9 @@ pub struct Left {
 }
 
 /// Failures of registry operations. The HTTP API answers the unknown ones 404, the limits 429
-/// (counts: clients, groups, systems) or 413 (sizes: info), with this message; host calls get
-/// `unknown-client`, `invalid-argument` or `quota-exceeded` with the same message.
+/// (counts: clients, groups, systems) or 413 (sizes: info), an unreachable backend 503, with
+/// this message; host calls get `unknown-client`, `invalid-argument`, `quota-exceeded` or
+/// `unavailable` with the same message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     /// No system of that name.
@@ -102,6 +103,10 @@ pub enum RegistryError {
         /// The limit.
         max: usize,
     },
+    /// The registry could not answer (a shared backend is down or too slow). Never turned into
+    /// "unknown": a client that may exist must not be reported gone because Redis blinked.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl RegistryError {
@@ -118,6 +123,7 @@ impl RegistryError {
             RegistryError::InfoTooManyEntries { .. } | RegistryError::InfoTooLarge { .. } => {
                 ErrorKind::TooLarge
             }
+            RegistryError::Unavailable(_) => ErrorKind::Unavailable,
         }
     }
 }
@@ -131,12 +137,18 @@ pub enum ErrorKind {
     TooMany,
     /// A size limit was hit (HTTP 413, WIT `quota-exceeded`).
     TooLarge,
+    /// The registry's backend could not answer (HTTP 503, WIT `unavailable`).
+    Unavailable,
 }
 
 /// Shorthand for registry results.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 /// The registry's operations. Implementations must be cheap to call concurrently.
+///
+/// Every operation is fallible, queries included: a shared registry can be unreachable, and
+/// that must answer [`RegistryError::Unavailable`], never a wrong "no such client". Whether a
+/// client or system exists is `Ok(false)` when it does not, whatever the other errors.
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync + 'static {
     /// Create a system; `Ok(false)` when it existed already.
@@ -144,16 +156,16 @@ pub trait Registry: Send + Sync + 'static {
     /// Remove a system and everything in it; returns the ids of its clients (to be closed).
     async fn remove_system(&self, system: &str) -> Result<Vec<String>>;
     /// Whether a system exists.
-    async fn system_exists(&self, system: &str) -> bool;
+    async fn system_exists(&self, system: &str) -> Result<bool>;
     /// Every system's name.
-    async fn systems(&self) -> Vec<String>;
+    async fn systems(&self) -> Result<Vec<String>>;
 
     /// Add a connected client, with a uid if it authenticated with one.
     async fn add_client(&self, system: &str, client: &str, uid: Option<&str>) -> Result<()>;
     /// Remove a client and every membership it had; returns them for the offline notices.
     async fn remove_client(&self, system: &str, client: &str) -> Result<Vec<Left>>;
     /// Whether a client is connected to the system.
-    async fn client_exists(&self, system: &str, client: &str) -> bool;
+    async fn client_exists(&self, system: &str, client: &str) -> Result<bool>;
     /// Every client of the system.
     async fn clients(&self, system: &str) -> Result<Vec<String>>;
     /// How many clients the system has.

@@ -92,7 +92,12 @@ async fn snapshot(feed: &Feed) -> Value {
     let metrics = gw.metrics();
     let mut systems = Map::new();
     let (mut total_in, mut total_out) = (0u64, 0u64);
-    for name in reg.systems().await {
+    // A registry that cannot answer shows no systems in this snapshot; the next one retries.
+    let names = reg.systems().await.unwrap_or_else(|err| {
+        tracing::warn!(cause = %err, "events snapshot without systems");
+        Vec::new()
+    });
+    for name in names {
         let label = Metrics::system(&name);
         // `get`, not `get_or_create`: reading must not create a series (one for a system
         // unregistered meanwhile would outlive it).

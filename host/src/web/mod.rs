@@ -113,8 +113,10 @@ async fn verdict(gateway: &Gateway, params: &CheckParams) -> (StatusCode, String
             );
         }
     };
-    if !gateway.registry().system_exists(system).await {
-        return (StatusCode::NOT_FOUND, format!("unknown system: {system}"));
+    match gateway.registry().system_exists(system).await {
+        Ok(true) => {}
+        Ok(false) => return (StatusCode::NOT_FOUND, format!("unknown system: {system}")),
+        Err(err) => return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
     let secret = gateway
         .config()
