@@ -40,7 +40,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # 1. The WIT with the clashing export renamed.
 mkdir -p "$WORK/wit"
-cp "$REPO"/wit/*.wit "$WORK/wit/"
+cp "$REPO"/wit/0.1.0/*.wit "$WORK/wit/"
 sed -i 's/^\(\s*\)export init: func/\1export wasmgate-init: func/' "$WORK/wit/plugin.wit"
 grep -q 'export wasmgate-init: func' "$WORK/wit/plugin.wit" || {
     echo "build-js-plugin: could not find 'export init: func' in wit/plugin.wit" >&2

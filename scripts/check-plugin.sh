@@ -24,7 +24,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 # The world as a component of its own: same printer, so the lines compare as text.
-"$WASM_TOOLS" component embed --dummy "$REPO/wit" --world plugin -o "$WORK/dummy-core.wasm"
+"$WASM_TOOLS" component embed --dummy "$REPO/wit/0.1.0" --world plugin -o "$WORK/dummy-core.wasm"
 "$WASM_TOOLS" component new "$WORK/dummy-core.wasm" -o "$WORK/dummy.wasm"
 
 # The `world root { ... }` block of a component's WIT: its import and export lines.

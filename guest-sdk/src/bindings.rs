@@ -6,7 +6,7 @@
 //! `wasmgate_guest::export_raw!(MyGuest)`).
 
 wit_bindgen::generate!({
-    path: "../wit",
+    path: "../wit/0.1.0",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "export_raw",

@@ -19,7 +19,7 @@ JCO="$TC/js/node_modules/.bin/jco"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-"$JCO" types "$REPO/wit" --world-name plugin --out-dir "$WORK/types" --quiet
+"$JCO" types "$REPO/wit/0.1.0" --world-name plugin --out-dir "$WORK/types" --quiet
 
 find "$WORK/types" -name '*.d.ts' -print0 | xargs -0 sed -i -E \
     -e 's/\bbigint\b/number/g' \
