@@ -17,7 +17,7 @@
 //! client, so a test can check that timers fire into the new version. Binary frames are echoed.
 
 use serde_json::Value;
-use wasmgate_guest::{Message, Plugin, export_plugin, host};
+use wasmgate_guest::{Message, Plugin, Timer, export_plugin, host};
 
 /// The version baked in at build time, if any.
 const BUILD_VERSION: Option<&str> = option_env!("WASMGATE_TEST_VERSION");
@@ -75,8 +75,9 @@ impl Plugin for Versioned {
         let _ = host::send_to_client(client, reply);
     }
 
-    fn on_timer(&mut self, id: u64, payload: &str) {
-        let _ = host::send_to_client(payload, format!("v{}:timer:{id}", self.version));
+    fn on_timer(&mut self, timer: &Timer) {
+        let msg = format!("v{}:timer:{}", self.version, timer.id);
+        let _ = host::send_to_client(&timer.payload, msg);
     }
 }
 
