@@ -39,7 +39,7 @@ sources=("$SRC"/*.c)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
-"$WIT_BINDGEN" c "$REPO/wit" --world plugin --out-dir "$WORK/gen" >/dev/null 2>"$WORK/bindgen.log" || {
+"$WIT_BINDGEN" c "$REPO/wit/0.2.0" --world plugin --out-dir "$WORK/gen" >/dev/null 2>"$WORK/bindgen.log" || {
     cat "$WORK/bindgen.log" >&2
     exit 1
 }

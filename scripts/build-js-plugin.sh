@@ -6,7 +6,7 @@
 # <plugin dir>/plugin.js is the entry: a plain ES module exporting init, onConnect, onMessage,
 # onClose and onTimer (any of them may be left out: a missing handler does nothing). It may import
 # other files of <plugin dir> with relative paths. The host API is `import * as host from
-# "wasmgate:plugin/host@0.1.0"`.
+# "wasmgate:plugin/host@0.2.0"`.
 #
 # How: componentize-qjs (QuickJS, snapshotted with Wizer) with its non-async runtime (`--sync`:
 # no component-model-async needed in the host). componentize-qjs 0.4.5 exports an `init` function
@@ -40,7 +40,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # 1. The WIT with the clashing export renamed.
 mkdir -p "$WORK/wit"
-cp "$REPO"/wit/*.wit "$WORK/wit/"
+cp "$REPO"/wit/0.2.0/*.wit "$WORK/wit/"
 sed -i 's/^\(\s*\)export init: func/\1export wasmgate-init: func/' "$WORK/wit/plugin.wit"
 grep -q 'export wasmgate-init: func' "$WORK/wit/plugin.wit" || {
     echo "build-js-plugin: could not find 'export init: func' in wit/plugin.wit" >&2
@@ -54,7 +54,7 @@ mkdir -p "$WORK/app"
 # The QuickJS runtime has neither `console` nor TextEncoder/TextDecoder: the prelude defines them
 # (console.* goes to host.log; the codecs are UTF-8 only) before plugin.js is evaluated.
 cat >"$WORK/app/__wasmgate_prelude.js" <<'EOF'
-import * as host from "wasmgate:plugin/host@0.1.0";
+import * as host from "wasmgate:plugin/host@0.2.0";
 
 if (typeof globalThis.console === "undefined") {
   const show = (v) => {
@@ -151,8 +151,8 @@ import * as plugin from "./plugin.js";
 export function wasmgateInit(config) {
   if (typeof plugin.init === "function") plugin.init(config);
 }
-export function onConnect(client) {
-  if (typeof plugin.onConnect === "function") plugin.onConnect(client);
+export function onConnect(client, context) {
+  if (typeof plugin.onConnect === "function") plugin.onConnect(client, context);
 }
 export function onMessage(client, msg) {
   if (typeof plugin.onMessage === "function") plugin.onMessage(client, msg);
@@ -160,8 +160,8 @@ export function onMessage(client, msg) {
 export function onClose(client, reason) {
   if (typeof plugin.onClose === "function") plugin.onClose(client, reason);
 }
-export function onTimer(id, payload) {
-  if (typeof plugin.onTimer === "function") plugin.onTimer(id, payload);
+export function onTimer(timer) {
+  if (typeof plugin.onTimer === "function") plugin.onTimer(timer);
 }
 EOF
 

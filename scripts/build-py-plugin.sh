@@ -38,7 +38,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 mkdir -p "$(dirname "$OUT")"
 # -p: the plugin's own directory only (no virtualenv site-packages leak into the component).
-(cd "$WORK" && env -u VIRTUAL_ENV "$CPY" -d "$REPO/wit" -w plugin componentize -p "$SRC" app \
+(cd "$WORK" && env -u VIRTUAL_ENV "$CPY" -d "$REPO/wit/0.2.0" -w plugin componentize -p "$SRC" app \
     -o "$WORK/out.wasm" >"$WORK/cpy.log" 2>&1) || {
     cat "$WORK/cpy.log" >&2
     echo "build-py-plugin: componentize-py failed" >&2

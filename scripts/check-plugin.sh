@@ -3,7 +3,7 @@
 #
 #   scripts/check-plugin.sh <component.wasm>
 #
-# Passes when the component exports every function of `wasmgate:plugin/plugin@0.1.0` with the
+# Passes when the component exports every function of `wasmgate:plugin/plugin@0.2.0` with the
 # same signature, and imports nothing but `wasmgate:plugin/*` and WASI 0.2 interfaces (the
 # gateway's WASI context has no preopened directory and denies sockets, so a WASI import gives a
 # plugin no filesystem and no network).
@@ -24,7 +24,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 # The world as a component of its own: same printer, so the lines compare as text.
-"$WASM_TOOLS" component embed --dummy "$REPO/wit" --world plugin -o "$WORK/dummy-core.wasm"
+"$WASM_TOOLS" component embed --dummy "$REPO/wit/0.2.0" --world plugin -o "$WORK/dummy-core.wasm"
 "$WASM_TOOLS" component new "$WORK/dummy-core.wasm" -o "$WORK/dummy.wasm"
 
 # The `world root { ... }` block of a component's WIT: its import and export lines.
@@ -46,7 +46,7 @@ if [[ -n "$missing_exports" ]]; then
     grep '^export ' "$WORK/have" | cut -c1-160 >&2
     status=1
 fi
-extra="$(grep '^import ' "$WORK/have" | grep -v -E '^import (wasi:[a-z-]+/[a-z-]+@0\.2\.[0-9]+|wasmgate:plugin/(types|host)@0\.1\.0);$' || true)"
+extra="$(grep '^import ' "$WORK/have" | grep -v -E '^import (wasi:[a-z-]+/[a-z-]+@0\.2\.[0-9]+|wasmgate:plugin/(types|host)@0\.[12]\.0);$' || true)"
 if [[ -n "$extra" ]]; then
     echo "check-plugin: $1 has imports the gateway does not provide:" >&2
     echo "$extra" >&2

@@ -13,4 +13,6 @@ scripts/build-c-plugin.sh templates/c "$out/c-template.wasm"
 for f in "$out"/*-template.wasm; do
   scripts/check-plugin.sh "$f"
 done
-echo "templates: 4 built and checked"
+# The published forms of the contract (WIT package files, the SDK's copy) match wit/.
+scripts/wit-packages.sh --check
+echo "templates: 4 built and checked; WIT packages up to date"

@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "quiz",
     "rt-inittrap",
     "rt-connecttrap",
+    "legacy01",
+    "contract02",
 ];
 
 /// Environment a build script gets that must not leak into the nested cargo: flags meant for

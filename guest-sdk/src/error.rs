@@ -63,6 +63,15 @@ impl From<WitError> for Error {
     }
 }
 
+/// The raw WIT error reads like the SDK's (`unknown-client: c-42`): wit-bindgen's own `Display`
+/// for it is the `Debug` form.
+impl WitError {
+    /// The text of the error, `<kind>: <detail>`.
+    pub fn describe(&self) -> String {
+        Error::from(self.clone()).to_string()
+    }
+}
+
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Codec(e.to_string())
@@ -102,6 +111,21 @@ mod tests {
             assert_eq!(e.kind(), kind);
             assert_eq!(e.to_string(), shown);
         }
+    }
+
+    /// Both error types read as text and compose with `?` into `Box<dyn Error>`: the SDK's
+    /// and the raw WIT one (for authors on the raw bindings).
+    #[test]
+    fn errors_are_std_errors() {
+        fn std_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+        let sdk = Error::from(WitError::QuotaExceeded("timers".into()));
+        std_error(&sdk);
+        let raw = WitError::UnknownClient("c9".into());
+        std_error(&raw);
+        // wit-bindgen's own Display of it is its Debug form; `describe` reads like the SDK's.
+        assert_eq!(raw.describe(), "unknown-client: c9");
+        let boxed: Box<dyn std::error::Error> = Box::new(sdk);
+        assert_eq!(boxed.to_string(), "quota-exceeded: timers");
     }
 
     #[test]

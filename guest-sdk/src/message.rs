@@ -1,9 +1,38 @@
-//! Conveniences on the WIT types a plugin handles: [`Message`], [`Reject`], [`CloseReason`].
+//! Conveniences on the WIT types a plugin handles: [`Message`], [`Reject`], [`CloseReason`],
+//! [`ConnectContext`], [`Timer`].
 
 use serde::Serialize;
 
 use crate::Error;
-pub use crate::bindings::wasmgate::plugin::types::{CloseReason, Level, Message, Reject};
+pub use crate::bindings::wasmgate::plugin::types::{
+    CloseReason, ConnectContext, Level, Member, Message, Reject, Timer,
+};
+
+impl ConnectContext {
+    /// The first value of query parameter `name` (`?room=lobby` → `Some("lobby")`).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of request header `name` (case-insensitive), if the gateway passes it
+    /// on (`plugin.connect_headers`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The verified token's claims decoded into `T` (`None` when the system requires no token).
+    pub fn claims_as<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, Error>> {
+        self.claims
+            .as_deref()
+            .map(|c| serde_json::from_str(c).map_err(Error::from))
+    }
+}
 
 impl Message {
     /// A text frame.
@@ -152,6 +181,27 @@ mod tests {
         let m = Message::json(&serde_json::json!(["x", 2]))?;
         assert_eq!(m.as_text(), Some(r#"["x",2]"#));
         Ok(())
+    }
+
+    #[test]
+    fn connect_context_lookups() {
+        let ctx = ConnectContext {
+            query: vec![("room".into(), "lobby".into()), ("room".into(), "b".into())],
+            headers: vec![("origin".into(), "http://x".into())],
+            peer: "127.0.0.1:5".into(),
+            uid: None,
+            claims: Some(r#"{"sub":"u1","level":3}"#.into()),
+        };
+        assert_eq!(ctx.query_param("room"), Some("lobby"));
+        assert_eq!(ctx.query_param("nick"), None);
+        assert_eq!(ctx.header("Origin"), Some("http://x"));
+        let claims: serde_json::Value = ctx.claims_as().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(claims["level"], 3);
+        let none = ConnectContext {
+            claims: None,
+            ..ctx
+        };
+        assert!(none.claims_as::<serde_json::Value>().is_none());
     }
 
     #[test]

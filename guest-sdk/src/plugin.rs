@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-use crate::{CloseReason, Message, Reject};
+use crate::{CloseReason, ConnectContext, Message, Reject, Timer};
 
 /// The business logic of a plugin: one handler per event the gateway delivers.
 ///
@@ -41,9 +41,10 @@ pub trait Plugin: 'static {
         Ok(())
     }
 
-    /// A client connected. `Err(Reject)` closes it with that code and reason.
-    fn on_connect(&mut self, client: &str) -> Result<(), Reject> {
-        let _ = client;
+    /// A client connected; `ctx` says how (query parameters, selected headers, peer, verified
+    /// token claims). `Err(Reject)` closes it with that code and reason; a panic accepts it.
+    fn on_connect(&mut self, client: &str, ctx: &ConnectContext) -> Result<(), Reject> {
+        let _ = (client, ctx);
         Ok(())
     }
 
@@ -57,9 +58,10 @@ pub trait Plugin: 'static {
         let _ = (client, reason);
     }
 
-    /// A timer set with [`crate::host::set_timer`] fired.
-    fn on_timer(&mut self, id: u64, payload: &str) {
-        let _ = (id, payload);
+    /// A timer set with [`crate::host::set_timer`] (or [`crate::host::set_client_timer`])
+    /// fired, in the system that set it.
+    fn on_timer(&mut self, timer: &Timer) {
+        let _ = timer;
     }
 }
 
@@ -157,9 +159,10 @@ macro_rules! export_plugin {
 
                 fn on_connect(
                     client: ::std::string::String,
+                    ctx: $crate::ConnectContext,
                 ) -> ::core::result::Result<(), $crate::Reject> {
                     $crate::__private::with_plugin(&__WASMGATE_PLUGIN, __wasmgate_ctor, |p| {
-                        $crate::Plugin::on_connect(p, &client)
+                        $crate::Plugin::on_connect(p, &client, &ctx)
                     })
                 }
 
@@ -175,9 +178,9 @@ macro_rules! export_plugin {
                     })
                 }
 
-                fn on_timer(id: u64, payload: ::std::string::String) {
+                fn on_timer(timer: $crate::Timer) {
                     $crate::__private::with_plugin(&__WASMGATE_PLUGIN, __wasmgate_ctor, |p| {
-                        $crate::Plugin::on_timer(p, id, &payload)
+                        $crate::Plugin::on_timer(p, &timer)
                     })
                 }
             }
@@ -207,13 +210,22 @@ mod tests {
             self.log.push(format!("init:{config}"));
             Ok(())
         }
-        fn on_timer(&mut self, id: u64, payload: &str) {
-            self.log.push(format!("timer:{id}:{payload}"));
+        fn on_timer(&mut self, timer: &Timer) {
+            self.log
+                .push(format!("timer:{}:{}", timer.id, timer.payload));
         }
     }
 
     thread_local! {
         static SLOT: RefCell<Option<Probe>> = const { RefCell::new(None) };
+    }
+
+    fn timer(id: u64, payload: &str) -> Timer {
+        Timer {
+            id,
+            payload: payload.to_owned(),
+            client: None,
+        }
     }
 
     fn ctor() -> Probe {
@@ -225,12 +237,12 @@ mod tests {
 
     #[test]
     fn lazy_construction_then_init_replaces_the_value() {
-        with_plugin(&SLOT, ctor, |p| p.on_timer(1, "early"));
+        with_plugin(&SLOT, ctor, |p| p.on_timer(&timer(1, "early")));
         let seen = with_plugin(&SLOT, ctor, |p| p.log.clone());
         assert_eq!(seen, ["timer:1:early"]);
 
         assert_eq!(init(&SLOT, ctor, "cfg"), Ok(()));
-        with_plugin(&SLOT, ctor, |p| p.on_timer(2, "late"));
+        with_plugin(&SLOT, ctor, |p| p.on_timer(&timer(2, "late")));
         let (by, seen) = with_plugin(&SLOT, ctor, |p| (p.built_by, p.log.clone()));
         assert_eq!(by, "ctor");
         assert_eq!(
@@ -248,7 +260,14 @@ mod tests {
         impl Plugin for Nothing {}
         let mut n = Nothing;
         assert_eq!(n.init("x"), Ok(()));
-        assert_eq!(n.on_connect("c1"), Ok(()));
+        let ctx = ConnectContext {
+            query: Vec::new(),
+            headers: Vec::new(),
+            peer: String::new(),
+            uid: None,
+            claims: None,
+        };
+        assert_eq!(n.on_connect("c1", &ctx), Ok(()));
         n.on_message("c1", Message::text("hi"));
         n.on_close(
             "c1",
@@ -257,6 +276,6 @@ mod tests {
                 reason: String::new(),
             },
         );
-        n.on_timer(7, "p");
+        n.on_timer(&timer(7, "p"));
     }
 }

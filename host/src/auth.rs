@@ -8,16 +8,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
-use serde::Deserialize;
 
 use crate::api::ApiError;
 use crate::gateway::Gateway;
 
-/// The claims wasmgate reads from a client's token.
-#[derive(Debug, Deserialize)]
-struct Claims {
-    /// Bound as the client's uid.
-    sub: String,
+/// A client token that passed [`verify_client_token_claims`].
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// Its `sub`, bound as the client's uid.
+    pub sub: String,
+    /// All its claims, as a JSON object text (what a 0.2 plugin's connect context carries).
+    pub claims: String,
 }
 
 /// Check an HS256 token against `secret`: signature, `exp` (required) and `nbf` (when present),
@@ -29,19 +30,33 @@ pub fn verify_client_token(
     secret: &str,
     leeway: Duration,
 ) -> Result<String, jsonwebtoken::errors::Error> {
+    verify_client_token_claims(token, secret, leeway).map(|t| t.sub)
+}
+
+/// [`verify_client_token`], keeping every claim: a plugin may admit or route a client by a
+/// claim of its own (`room`, `role`).
+pub fn verify_client_token_claims(
+    token: &str,
+    secret: &str,
+    leeway: Duration,
+) -> Result<VerifiedToken, jsonwebtoken::errors::Error> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.leeway = leeway.as_secs();
     validation.validate_nbf = true;
-    let data = decode::<Claims>(
+    let data = decode::<serde_json::Map<String, serde_json::Value>>(
         token,
         &DecodingKey::from_secret(secret.as_bytes()),
         &validation,
     )?;
-    if data.claims.sub.is_empty() {
-        return Err(ErrorKind::InvalidSubject.into());
-    }
-    Ok(data.claims.sub)
+    let sub = match data.claims.get("sub") {
+        Some(serde_json::Value::String(sub)) if !sub.is_empty() => sub.clone(),
+        _ => return Err(ErrorKind::InvalidSubject.into()),
+    };
+    Ok(VerifiedToken {
+        sub,
+        claims: serde_json::Value::Object(data.claims).to_string(),
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme is case-insensitive

@@ -162,6 +162,10 @@ pub struct PluginRuntimeConfig {
     pub reload_debounce: Duration,
     /// Instances of every plugin that does not say otherwise (`[plugins.<name>] instances`).
     pub instances: Instances,
+    /// Request headers a 0.2 plugin's `on-connect` sees in its connect context (names,
+    /// case-insensitive). Only these: cookies and authorization headers stay with the gateway
+    /// unless listed.
+    pub connect_headers: Vec<String>,
 }
 
 /// How many instances of a plugin handle its events in parallel: a number from 1 to
@@ -323,6 +327,15 @@ impl Default for PluginRuntimeConfig {
             client_queue_share: 64,
             reload_debounce: Duration::from_millis(200),
             instances: Instances::default(),
+            connect_headers: [
+                "origin",
+                "user-agent",
+                "accept-language",
+                "x-forwarded-for",
+                "x-real-ip",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }
     }
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -29,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::ApiError;
-use crate::auth::verify_client_token;
+use crate::auth::verify_client_token_claims;
 use crate::domain::close::{CloseCause, CloseCode};
-use crate::gateway::{ConnectVerdict, Gateway};
+use crate::gateway::{ConnectContext, ConnectVerdict, Gateway};
 use crate::http::WatchedIo;
 use crate::metrics::{DisconnectLabels, Metrics};
 use crate::outbound::OutboundRx;
@@ -75,7 +77,7 @@ pub async fn upgrade(
         Ok(key) => key,
         Err(err) => return err.into_response(),
     };
-    let system = match admit(&gateway, &params).await {
+    let mut system = match admit(&gateway, &params).await {
         Ok(system) => system,
         Err((system, err)) => {
             if let Some(system) = system {
@@ -100,6 +102,9 @@ pub async fn upgrade(
             return ApiError::from(err).into_response();
         }
     };
+    let context = gateway
+        .plugin_serves(&system.name)
+        .then(|| connect_context(&gateway, &req, &system.uid, system.claims.take()));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let gw = gateway.clone();
     gateway.tasks().spawn(Box::pin(async move {
@@ -119,7 +124,7 @@ pub async fn upgrade(
                         };
                         let mut ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                        let end = serve(&gw, &system, &client, &mut ws, rx).await;
+                        let end = serve(&gw, &system, &client, &mut ws, rx, context).await;
                         drop(ws);
                         end
                     }
@@ -132,7 +137,7 @@ pub async fn upgrade(
                         .await;
                         // Borrowed, not moved: an async fn keeps a moved argument twice in its
                         // state.
-                        let end = serve(&gw, &system, &client, &mut ws, rx).await;
+                        let end = serve(&gw, &system, &client, &mut ws, rx, context).await;
                         // The socket closes before the registry and the plugin hear of it.
                         drop(ws);
                         end
@@ -216,6 +221,52 @@ fn check_upgrade_headers(headers: &HeaderMap) -> Result<String, ApiError> {
 struct Admitted {
     name: String,
     uid: Option<String>,
+    /// The verified token's claims (JSON), when the system requires a token.
+    claims: Option<String>,
+}
+
+/// How the client connected, for its plugin's `on-connect` (WIT 0.2 `connect-context`): the
+/// query without `token`, the headers of `plugin.connect_headers`, the TCP peer, the uid and
+/// the token's claims. Boxed: it rides in the connection task only until `on-connect` is asked.
+fn connect_context(
+    gateway: &Gateway,
+    req: &Request,
+    uid: &Option<String>,
+    claims: Option<String>,
+) -> Box<ConnectContext> {
+    let query = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
+        .map(|Query(q)| q)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(name, _)| name != "token")
+        .collect();
+    let headers = gateway
+        .config()
+        .plugin
+        .connect_headers
+        .iter()
+        .flat_map(|name| {
+            let name = name.to_ascii_lowercase();
+            req.headers()
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(|v| (name.clone(), v.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string())
+        .unwrap_or_default();
+    Box::new(ConnectContext {
+        query,
+        headers,
+        peer,
+        uid: uid.clone(),
+        claims,
+    })
 }
 
 async fn admit(
@@ -245,7 +296,7 @@ async fn admit(
         .get(&system)
         .and_then(|s| s.jwt_secret.clone());
     let leeway = gateway.config().jwt_leeway;
-    let uid = match (secret, params.token.as_deref()) {
+    let verified = match (secret, params.token.as_deref()) {
         (None, _) => None,
         (Some(_), None) => {
             return Err((
@@ -253,8 +304,8 @@ async fn admit(
                 ApiError::Unauthorized("this system needs token=<jwt>"),
             ));
         }
-        (Some(secret), Some(token)) => match verify_client_token(token, &secret, leeway) {
-            Ok(sub) => Some(sub),
+        (Some(secret), Some(token)) => match verify_client_token_claims(token, &secret, leeway) {
+            Ok(verified) => Some(verified),
             Err(err) => {
                 debug!(cause = %err, system = %system, "client token refused");
                 return Err((
@@ -264,7 +315,12 @@ async fn admit(
             }
         },
     };
-    Ok(Admitted { name: system, uid })
+    let (uid, claims) = verified.map(|v| (v.sub, v.claims)).unzip();
+    Ok(Admitted {
+        name: system,
+        uid,
+        claims,
+    })
 }
 
 /// Why a connection ended, as counted in `wasmgate_disconnects_total{reason}`. A fixed set, so
@@ -347,6 +403,7 @@ async fn serve<S>(
     client: &str,
     ws: &mut WebSocketStream<S>,
     mut rx: OutboundRx,
+    context: Option<Box<ConnectContext>>,
 ) -> Ended
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -355,7 +412,7 @@ where
     // and write futures do not widen the state that every idle connection's task keeps (with
     // them inline, and the stream moved in rather than borrowed, the task was 1.75 KB instead
     // of 1.03 KB, and an idle connection cost 6.1 KB of RSS instead of 3.9).
-    if let Some(end) = Box::pin(welcome(gw, system, client, ws, &mut rx)).await {
+    if let Some(end) = Box::pin(welcome(gw, system, client, ws, &mut rx, context)).await {
         return end;
     }
 
@@ -462,6 +519,7 @@ async fn welcome<S>(
     client: &str,
     ws: &mut WebSocketStream<S>,
     rx: &mut OutboundRx,
+    context: Option<Box<ConnectContext>>,
 ) -> Option<Ended>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -470,7 +528,7 @@ where
     if ws.send(Message::text(welcome.to_string())).await.is_err() {
         return Some(Ended::abnormal("welcome could not be sent"));
     }
-    if let Some(verdict) = gw.plugin_connect(system, client) {
+    if let Some(verdict) = gw.plugin_connect(system, client, context.unwrap_or_default()) {
         // A plugin that is backed off or stuck must not hold the client forever: past the
         // bound, the client is let in (the plugin still gets its on-connect in order).
         let close_requested = rx.close_requested();
@@ -796,7 +854,7 @@ mod tests {
         let (io, _peer) = tokio::io::duplex(64);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
         let (_tx, rx) = crate::outbound::channel(1, 1, CancellationToken::new());
-        let serving = serve(&gw, "s", "c", &mut ws, rx);
+        let serving = serve(&gw, "s", "c", &mut ws, rx, None);
         let size = std::mem::size_of_val(&serving);
         assert!(size <= 700, "serve future is {size} bytes");
     }

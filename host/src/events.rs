@@ -21,6 +21,23 @@ pub enum ConnectVerdict {
     },
 }
 
+/// How a client connected, as the plugin's `on-connect` sees it (WIT 0.2.0 `connect-context`).
+/// Built once per connection from the upgrade request, handed to the plugin with the connect
+/// event and dropped then: an idle connection does not keep it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectContext {
+    /// Query parameters of the upgrade request, decoded, in order, without `token`.
+    pub query: Vec<(String, String)>,
+    /// The request headers listed in `plugin.connect_headers` (lower-case names).
+    pub headers: Vec<(String, String)>,
+    /// The TCP peer, `ip:port` (empty when unknown).
+    pub peer: String,
+    /// The uid bound at connect (the token's `sub`).
+    pub uid: Option<String>,
+    /// The verified token's claims as a JSON object text, when the system requires a token.
+    pub claims: Option<String>,
+}
+
 /// Resolves when a held client may send again.
 pub type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -40,7 +57,12 @@ pub enum Taken {
 pub trait EventSink: Send + Sync + 'static {
     /// A client connected. `None` when no plugin serves the system (the client is accepted);
     /// otherwise the verdict arrives on the receiver.
-    fn connect(&self, system: &str, client: &str) -> Option<oneshot::Receiver<ConnectVerdict>>;
+    fn connect(
+        &self,
+        system: &str,
+        client: &str,
+        context: Box<ConnectContext>,
+    ) -> Option<oneshot::Receiver<ConnectVerdict>>;
     /// A client sent a message.
     fn message(&self, system: &str, client: &str, msg: Message) -> Taken;
     /// A client disconnected (it is already out of the registry).

@@ -233,7 +233,8 @@ static void on_join_leave(req *r, bool join) {
     if (!room) return;
     plugin_string_t group = borrow_c(room);
     host_error err;
-    bool ok = join ? wasmgate_plugin_host_join_group(r->client, &group, &err)
+    wasmgate_plugin_host_member_t member = {0}; /* no userId/extend in the notices */
+    bool ok = join ? wasmgate_plugin_host_join_group(r->client, &group, &member, &err)
                    : wasmgate_plugin_host_leave_group(r->client, &group, &err);
     if (ok) out_pair(r, "room", room);
     else fail_host(r, &err);
@@ -428,7 +429,7 @@ static void on_timer_request(req *r) {
         plugin_string_t p = borrow(payload.buf, payload.len);
         uint64_t id;
         host_error err;
-        if (wasmgate_plugin_host_set_timer((uint64_t)ms, &p, &id, &err)) {
+        if (wasmgate_plugin_host_set_timer((uint64_t)ms, &p, NULL, &id, &err)) {
             sb_cstr(&r->out, "{\"id\":");
             sb_int(&r->out, (int64_t)id);
             sb_cstr(&r->out, "}");
@@ -537,8 +538,10 @@ bool exports_plugin_init(plugin_string_t *config, plugin_string_t *err) {
     return true;
 }
 
-bool exports_plugin_on_connect(plugin_client_id_t *client, plugin_reject_t *err) {
+bool exports_plugin_on_connect(plugin_client_id_t *client, plugin_connect_context_t *context,
+                               plugin_reject_t *err) {
     (void)err; /* everyone is welcome */
+    plugin_connect_context_free(context);
     plugin_string_free(client);
     return true;
 }
@@ -569,8 +572,8 @@ void exports_plugin_on_close(plugin_client_id_t *client, plugin_close_reason_t *
     plugin_string_free(client);
 }
 
-void exports_plugin_on_timer(uint64_t id, plugin_string_t *payload) {
-    (void)id;
+void exports_plugin_on_timer(plugin_timer_t *timer) {
+    plugin_string_t *payload = &timer->payload;
     jval doc, v;
     char *client = NULL;
     if (json_parse((const char *)payload->ptr, payload->len, &doc) && json_get(doc, "client", &v)) {
@@ -589,5 +592,5 @@ void exports_plugin_on_timer(uint64_t id, plugin_string_t *payload) {
         sb_free(&b);
         free(client);
     }
-    plugin_string_free(payload);
+    plugin_timer_free(timer);
 }

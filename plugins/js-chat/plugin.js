@@ -1,4 +1,4 @@
-// wasmgate chat plugin in JavaScript (world wasmgate:plugin/plugin@0.1.0).
+// wasmgate chat plugin in JavaScript (world wasmgate:plugin/plugin@0.2.0).
 //
 // Speaks the same JSON protocol as the Rust chat plugin (plugins/chat): a client sends text
 // frames `{"event": <name>, "data": {...}}` and gets replies
@@ -7,7 +7,7 @@
 //
 // Build: scripts/build-js-plugin.sh plugins/js-chat plugins/js-chat.wasm
 
-import * as host from "wasmgate:plugin/host@0.1.0";
+import * as host from "wasmgate:plugin/host@0.2.0";
 
 const LANG = "javascript";
 
@@ -109,7 +109,7 @@ const handlers = {
   },
   join(client, data) {
     const room = field(data, "room", MAX_ROOM);
-    call(() => host.joinGroup(client, room));
+    call(() => host.joinGroup(client, room, { userId: "", extend: "" }));
     return { room };
   },
   leave(client, data) {
@@ -166,7 +166,7 @@ const handlers = {
       throw new Reply(BAD_REQUEST, "missing field 'ms'");
     }
     const payload = data.payload ?? null;
-    const id = call(() => host.setTimer(ms, JSON.stringify({ client, payload })));
+    const id = call(() => host.setTimer(ms, JSON.stringify({ client, payload }), null));
     return { id };
   },
   version() {
@@ -227,7 +227,7 @@ export function init(config) {
   host.log("info", `${LANG} chat ready, version ${configVersion}`);
 }
 
-export function onConnect(_client) {
+export function onConnect(_client, _context) {
   // Everyone is welcome.
 }
 
@@ -248,7 +248,8 @@ export function onClose(client, reason) {
   host.log("debug", `${client} left (${reason.code})`);
 }
 
-export function onTimer(_id, payload) {
+export function onTimer(timer) {
+  const payload = timer.payload;
   let parsed;
   try {
     parsed = JSON.parse(payload);

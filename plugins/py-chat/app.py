@@ -1,4 +1,4 @@
-"""wasmgate chat plugin in Python (world wasmgate:plugin/plugin@0.1.0).
+"""wasmgate chat plugin in Python (world wasmgate:plugin/plugin@0.2.0).
 
 Speaks the same JSON protocol as the Rust chat plugin (plugins/chat): a client sends text
 frames ``{"event": <name>, "data": {...}}`` and gets replies
@@ -16,6 +16,9 @@ from componentize_py_types import Err
 from wit_world.imports import host
 from wit_world.imports.types import (
     CloseReason,
+    ConnectContext,
+    Member,
+    Timer,
     Level,
     Message,
     Message_Binary,
@@ -113,7 +116,7 @@ def on_nick(client: str, data: Dict[str, Any]) -> Any:
 
 def on_join(client: str, data: Dict[str, Any]) -> Any:
     room = field(data, "room", MAX_ROOM)
-    call(lambda: host.join_group(client, room))
+    call(lambda: host.join_group(client, room, Member("", "")))
     return {"room": room}
 
 
@@ -171,7 +174,7 @@ def on_timer_request(client: str, data: Dict[str, Any]) -> Any:
     if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0:
         raise Reply(BAD_REQUEST, "missing field 'ms'")
     payload = json.dumps({"client": client, "payload": data.get("payload")})
-    return {"id": call(lambda: host.set_timer(ms, payload))}
+    return {"id": call(lambda: host.set_timer(ms, payload, None))}
 
 
 def on_version(_client: str, _data: Dict[str, Any]) -> Any:
@@ -246,7 +249,7 @@ class WitWorld(wit_world.WitWorld):
                 _version = v if isinstance(v, str) else json.dumps(v)
         host.log(Level.INFO, f"{LANG} chat ready, version {_version}")
 
-    def on_connect(self, client: str) -> None:
+    def on_connect(self, client: str, context: ConnectContext) -> None:
         pass  # Everyone is welcome.
 
     def on_message(self, client: str, msg: Message) -> None:
@@ -262,7 +265,8 @@ class WitWorld(wit_world.WitWorld):
     def on_close(self, client: str, reason: CloseReason) -> None:
         host.log(Level.DEBUG, f"{client} left ({reason.code})")
 
-    def on_timer(self, id: int, payload: str) -> None:
+    def on_timer(self, timer: Timer) -> None:
+        payload = timer.payload
         try:
             parsed = json.loads(payload)
             client = parsed["client"]

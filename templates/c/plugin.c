@@ -2,7 +2,7 @@
  * A minimal wasmgate plugin in C: echoes text frames and counts messages.
  * Build: scripts/build-c-plugin.sh <this dir> <out.wasm>   (see README.md)
  *
- * plugin.h is generated at build time from wit/plugin.wit (wit-bindgen c). Ownership rules:
+ * plugin.h is generated at build time from wit/0.2.0/plugin.wit (wit-bindgen c). Ownership rules:
  * - arguments of exported functions belong to you: free them (plugin_string_free, ...);
  * - arguments you pass to host functions stay yours;
  * - results and errors returned by host functions are malloc'd for you: free them.
@@ -34,13 +34,27 @@ bool exports_plugin_init(plugin_string_t *config, plugin_string_t *err) {
 }
 
 /* A client connected. Return false with err->code (4000-4999) and err->reason (malloc'd) set to
- * turn it away. */
-bool exports_plugin_on_connect(plugin_client_id_t *client, plugin_reject_t *err) {
+ * turn it away. `context` says how: query (list of name/value pairs), selected headers, peer,
+ * uid and the verified token's claims (JSON) when the system requires a token. */
+bool exports_plugin_on_connect(plugin_client_id_t *client, plugin_connect_context_t *context,
+                               plugin_reject_t *err) {
     (void)err;
     plugin_string_t lobby;
     plugin_string_set(&lobby, "lobby");
+    /* The member data goes into the lobby's join/leave notices (1001/1002): ?nick=<x> as userId. */
+    wasmgate_plugin_host_member_t member = {0};
+    for (size_t i = 0; i < context->query.len; i++) {
+        plugin_tuple2_string_string_t *q = &context->query.ptr[i];
+        if (q->f0.len == 4 && memcmp(q->f0.ptr, "nick", 4) == 0) {
+            member.user_id = q->f1; /* borrowed: freed with the context below */
+            break;
+        }
+    }
     wasmgate_plugin_host_error_t e;
-    if (!wasmgate_plugin_host_join_group(client, &lobby, &e)) wasmgate_plugin_host_error_free(&e);
+    if (!wasmgate_plugin_host_join_group(client, &lobby, &member, &e)) {
+        wasmgate_plugin_host_error_free(&e);
+    }
+    plugin_connect_context_free(context);
     plugin_string_free(client);
     return true;
 }
@@ -79,8 +93,8 @@ void exports_plugin_on_close(plugin_client_id_t *client, plugin_close_reason_t *
     plugin_string_free(client);
 }
 
-/* A timer set with wasmgate_plugin_host_set_timer fired. */
-void exports_plugin_on_timer(uint64_t id, plugin_string_t *payload) {
-    (void)id;
-    plugin_string_free(payload);
+/* A timer set with wasmgate_plugin_host_set_timer fired: timer->id, timer->payload and
+ * timer->client (is_some when the timer was bound to a client). */
+void exports_plugin_on_timer(plugin_timer_t *timer) {
+    plugin_timer_free(timer);
 }

@@ -1,11 +1,13 @@
 // @ts-check
 // A minimal wasmgate plugin in JavaScript: echoes text frames and counts messages.
 // Build: scripts/build-js-plugin.sh <this dir> <out.wasm>   (see README.md)
-import * as host from "wasmgate:plugin/host@0.1.0";
+import * as host from "wasmgate:plugin/host@0.2.0";
 
 /** @typedef {import("./types/plugin.js").ClientId} ClientId */
 /** @typedef {import("./types/plugin.js").Message} Message */
 /** @typedef {import("./types/plugin.js").CloseReason} CloseReason */
+/** @typedef {import("./types/plugin.js").ConnectContext} ConnectContext */
+/** @typedef {import("./types/plugin.js").Timer} Timer */
 
 // Module state lives as long as the instance: a trap or a reload starts afresh, and with
 // `instances = N` each instance has its own (init runs in each). Keep what must survive, or what
@@ -26,10 +28,15 @@ export function init(config) {
 
 /**
  * A client connected. Throw `{ code: 4000..4999, reason }` to turn it away.
+ * `context` says how: `query` (`?nick=ann` → [["nick", "ann"]]), selected `headers`, `peer`,
+ * `uid` and the verified token's `claims` (JSON text) when the system requires a token.
  * @param {ClientId} client
+ * @param {ConnectContext} context
  */
-export function onConnect(client) {
-  host.joinGroup(client, "lobby");
+export function onConnect(client, context) {
+  const nick = context.query.find(([name]) => name === "nick")?.[1] ?? "";
+  // The member data goes into the lobby's join/leave notices (1001/1002).
+  host.joinGroup(client, "lobby", { userId: nick, extend: "" });
 }
 
 /**
@@ -53,8 +60,8 @@ export function onClose(client, reason) {
 }
 
 /**
- * A timer set with host.setTimer fired.
- * @param {number} id
- * @param {string} payload
+ * A timer set with host.setTimer fired: `{ id, payload, client }` (`client` when the timer was
+ * bound to one; such a timer is cancelled when its client leaves).
+ * @param {Timer} timer
  */
-export function onTimer(id, payload) {}
+export function onTimer(timer) {}

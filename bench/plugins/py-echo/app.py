@@ -2,14 +2,14 @@
 
 import wit_world
 from wit_world.imports import host
-from wit_world.imports.types import CloseReason, Message, Message_Text
+from wit_world.imports.types import CloseReason, ConnectContext, Message, Message_Text, Timer
 
 
 class WitWorld(wit_world.WitWorld):
     def init(self, config: str) -> None:
         pass
 
-    def on_connect(self, client: str) -> None:
+    def on_connect(self, client: str, context: ConnectContext) -> None:
         pass
 
     def on_message(self, client: str, msg: Message) -> None:
@@ -19,5 +19,5 @@ class WitWorld(wit_world.WitWorld):
     def on_close(self, client: str, reason: CloseReason) -> None:
         pass
 
-    def on_timer(self, id: int, payload: str) -> None:
+    def on_timer(self, timer: Timer) -> None:
         pass

@@ -5,10 +5,27 @@ use serde::Serialize;
 use super::raw;
 use crate::{Error, Level};
 
-/// Call the plugin's `on_timer(id, payload)` once, after `delay_ms` milliseconds. Returns the
-/// timer id. Timers survive a hot reload (the new version receives them) but not a restart.
+/// Call the plugin's `on_timer` once, after `delay_ms` milliseconds, with `payload`. Returns
+/// the timer id. Timers survive a hot reload (the new version receives them) but not a restart;
+/// `on_timer` runs in the system that set the timer.
 pub fn set_timer(delay_ms: u64, payload: &str) -> Result<u64, Error> {
-    Ok(raw::set_timer(delay_ms, payload)?)
+    Ok(raw::set_timer(delay_ms, payload, None)?)
+}
+
+/// [`set_timer`] bound to `client`: cancelled when the client leaves (a turn timer of a game),
+/// and `on_timer` gets the client in [`crate::Timer::client`]. `unknown-client` if it is not
+/// connected to this system.
+pub fn set_client_timer(delay_ms: u64, payload: &str, client: &str) -> Result<u64, Error> {
+    Ok(raw::set_timer(delay_ms, payload, Some(client))?)
+}
+
+/// [`set_client_timer`] with `payload` encoded as JSON.
+pub fn set_client_timer_json<T: Serialize + ?Sized>(
+    delay_ms: u64,
+    payload: &T,
+    client: &str,
+) -> Result<u64, Error> {
+    set_client_timer(delay_ms, &serde_json::to_string(payload)?, client)
 }
 
 /// [`set_timer`] with `payload` encoded as JSON; decode it in `on_timer` with

@@ -29,12 +29,16 @@ mod send;
 pub use kv::{
     kv_delete, kv_get, kv_get_json, kv_get_string, kv_incr, kv_keys, kv_set, kv_set_json,
 };
-pub use misc::{cancel_timer, log, now_ms, set_timer, set_timer_json, system_id};
+pub use misc::{
+    cancel_timer, log, now_ms, set_client_timer, set_client_timer_json, set_timer, set_timer_json,
+    system_id,
+};
 pub use registry::{
-    bind_uid, close_client, get_all_client_count, get_all_groups, get_all_uid,
-    get_client_count_by_group, get_client_ids_by_group, get_client_ids_by_uid, get_info,
-    get_info_field, get_uid_by_client_id, get_uid_count_by_group, get_uids_by_group, is_online,
-    is_uid_online, join_group, leave_group, set_info, unbind_uid, update_info,
+    bind_uid, close_client, get_all_client_count, get_all_client_ids, get_all_groups, get_all_uid,
+    get_client_count_by_group, get_client_ids_by_group, get_client_ids_by_uid,
+    get_groups_by_client_id, get_info, get_info_field, get_uid_by_client_id,
+    get_uid_count_by_group, get_uids_by_group, is_online, is_uid_online, join_group, join_group_as,
+    leave_group, set_info, unbind_uid, update_info,
 };
 pub use send::{
     send_json_to_client, send_json_to_clients, send_json_to_group, send_json_to_system,

@@ -40,9 +40,26 @@ pub fn get_all_uid() -> Vec<String> {
 
 // ---- groups ---------------------------------------------------------------------------------
 
-/// Add a client to a group. The group's other members get an online notice (1001).
+/// Add a client to a group with empty member data. The group's other members get an online
+/// notice (1001). [`join_group_as`] sets the notice's `userId` and `extend`.
 pub fn join_group(client: &str, group: &str) -> Result<(), Error> {
-    Ok(raw::join_group(client, group)?)
+    join_group_as(client, group, "", "")
+}
+
+/// Add a client to a group with member data: the online (1001) and offline (1002) notices of
+/// the group carry `user_id` and `extend` (like the API's `bind_to_group`). Joining again
+/// replaces them.
+pub fn join_group_as(client: &str, group: &str, user_id: &str, extend: &str) -> Result<(), Error> {
+    let member = crate::Member {
+        user_id: user_id.to_owned(),
+        extend: extend.to_owned(),
+    };
+    Ok(raw::join_group(client, group, &member)?)
+}
+
+/// The groups a client is in, sorted.
+pub fn get_groups_by_client_id(client: &str) -> Result<Vec<String>, Error> {
+    Ok(raw::get_groups_by_client_id(client)?)
 }
 
 /// Remove a client from a group. The remaining members get an offline notice (1002).
@@ -90,6 +107,11 @@ pub fn is_online(client: &str) -> bool {
 /// How many clients the system has.
 pub fn get_all_client_count() -> u32 {
     raw::get_all_client_count()
+}
+
+/// Every client of the system.
+pub fn get_all_client_ids() -> Result<Vec<String>, Error> {
+    Ok(raw::get_all_client_ids()?)
 }
 
 /// A client's info map. If the host returned a key twice, the last value wins.

@@ -31,7 +31,7 @@ use crate::metrics::{DropLabels, Metrics};
 use crate::outbound::{self, Outbound, OutboundRx};
 use crate::registry::{LocalRegistry, Registry, RegistryError};
 
-pub use crate::events::{ConnectVerdict, EventSink, Room, Taken};
+pub use crate::events::{ConnectContext, ConnectVerdict, EventSink, Room, Taken};
 pub use crate::wire::{Envelope, NOTICE_OFFLINE, NOTICE_ONLINE};
 
 /// Errors of gateway operations.
@@ -224,13 +224,19 @@ impl Gateway {
         Ok((id, rx))
     }
 
-    /// Ask the plugin serving `system` whether to keep `client`.
+    /// Ask the plugin serving `system` whether to keep `client`, telling it how it connected.
     pub fn plugin_connect(
         &self,
         system: &str,
         client: &str,
+        context: Box<ConnectContext>,
     ) -> Option<oneshot::Receiver<ConnectVerdict>> {
-        self.inner.events.get()?.connect(system, client)
+        self.inner.events.get()?.connect(system, client, context)
+    }
+
+    /// Whether a plugin serves `system` (its clients' connect context is worth building).
+    pub fn plugin_serves(&self, system: &str) -> bool {
+        self.inner.events.get().is_some_and(|e| e.serves(system))
     }
 
     /// The counter of frames received from clients of `system`. A connection looks it up once

@@ -31,12 +31,15 @@ use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktra
 use crate::domain::close::{CloseCode, CloseReason as Reason};
 use crate::gateway::ConnectVerdict;
 
-use super::bindings::{CloseReason, Plugin, PluginPre, Reject, WitMessage, from_ws};
+use super::bindings::{
+    CloseReason, Reject, WitConnectContext, WitMessage, WitTimer, from_ws, to_wit_context,
+};
 use super::engine::{CodeSource, deadline_ticks, ticking};
 use super::entry::PluginShared;
 use super::mailbox::{Control, Event, Next};
 use super::metrics::EventLabels;
 use super::state::HostState;
+use super::world::{Plugin, PluginPre};
 
 /// First backoff delay after consecutive failures.
 const BACKOFF_BASE: Duration = Duration::from_millis(10);
@@ -48,7 +51,7 @@ const MAX_ERROR_CHARS: usize = 1000;
 /// A compiled and linked version, ready to instantiate.
 pub(crate) struct Loaded {
     /// Linked against the host's imports, exports checked.
-    pub pre: PluginPre<HostState>,
+    pub pre: PluginPre,
     /// blake3 of the bytes.
     pub hash: String,
     /// Where the code came from.
@@ -217,19 +220,19 @@ pub(crate) async fn instantiate(
 
 /// One call into a guest.
 enum Call<'a> {
-    Connect(&'a String),
-    Message(&'a String, &'a WitMessage),
-    Close(&'a String, &'a CloseReason),
-    Timer(u64, &'a str),
+    Connect(&'a String, WitConnectContext),
+    Message(&'a String, WitMessage),
+    Close(&'a String, CloseReason),
+    Timer(WitTimer),
 }
 
 impl Call<'_> {
     fn kind(&self) -> usize {
         match self {
-            Call::Connect(_) => 0,
+            Call::Connect(..) => 0,
             Call::Message(..) => 1,
             Call::Close(..) => 2,
-            Call::Timer(..) => 3,
+            Call::Timer(_) => 3,
         }
     }
 }
@@ -307,9 +310,11 @@ impl Actor {
             Event::Connect {
                 system,
                 client,
+                context,
                 reply,
             } => {
-                let verdict = match self.call(&system, Call::Connect(&client)).await {
+                let context = to_wit_context(*context);
+                let verdict = match self.call(&system, Call::Connect(&client, context)).await {
                     Some(Err(reject)) => {
                         reject_verdict(&self.plugin.name, reject.code, &reject.reason)
                     }
@@ -323,7 +328,7 @@ impl Actor {
                 msg,
             } => {
                 if let Some(msg) = from_ws(&msg) {
-                    self.call(&system, Call::Message(&client, &msg)).await;
+                    self.call(&system, Call::Message(&client, msg)).await;
                 }
             }
             Event::Close {
@@ -333,11 +338,16 @@ impl Actor {
                 reason,
             } => {
                 let reason = CloseReason { code, reason };
-                self.call(&system, Call::Close(&client, &reason)).await;
+                self.call(&system, Call::Close(&client, reason)).await;
             }
             Event::Timer { id } => {
-                if let Some((system, payload)) = self.plugin.timers.take(id) {
-                    self.call(&system, Call::Timer(id, &payload)).await;
+                if let Some(fired) = self.plugin.timers.take(id) {
+                    let timer = WitTimer {
+                        id,
+                        payload: fired.payload,
+                        client: fired.client,
+                    };
+                    self.call(&fired.system, Call::Timer(timer)).await;
                 }
             }
         }
@@ -357,7 +367,11 @@ impl Actor {
         let started = Instant::now();
         let work = async {
             match call {
-                Call::Connect(client) => bindings.call_on_connect(&mut *store, client).await,
+                Call::Connect(client, context) => {
+                    bindings
+                        .call_on_connect(&mut *store, client, &context)
+                        .await
+                }
                 Call::Message(client, msg) => bindings
                     .call_on_message(&mut *store, client, msg)
                     .await
@@ -366,10 +380,7 @@ impl Actor {
                     .call_on_close(&mut *store, client, reason)
                     .await
                     .map(Ok),
-                Call::Timer(id, payload) => bindings
-                    .call_on_timer(&mut *store, id, payload)
-                    .await
-                    .map(Ok),
+                Call::Timer(timer) => bindings.call_on_timer(&mut *store, &timer).await.map(Ok),
             }
         };
         // A panic in host code must not kill the lane: treat it like a trap.

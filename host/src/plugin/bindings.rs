@@ -1,5 +1,7 @@
-//! The one `bindgen!` of the host: Rust types and traits generated from `wit/plugin.wit`, and
-//! the conversions between them and the gateway's own types.
+//! The host's `bindgen!`s, one module per released contract (like Spin's): [`v0_2`] from
+//! `wit/0.2.0`, [`v0_1`] from `wit/0.1.0` (a released WIT is never edited), and the
+//! conversions between the 0.2 types and the gateway's own. The 0.1 host calls delegate to the
+//! 0.2 ones (`compat.rs`); `world.rs` tells which contract a component targets.
 //!
 //! Imports and exports are async: guest calls run on the tokio runtime's own threads (wasmtime
 //! fibers) and a host call that waits (a registry in Redis, the KV turn of a pooled plugin)
@@ -10,15 +12,31 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::gateway::GatewayError;
 use crate::registry::{ErrorKind, Info, RegistryError};
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "plugin",
-    imports: { default: async },
-    exports: { default: async },
-});
+/// Contract 0.2.0, the current one.
+pub(crate) mod v0_2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.2.0",
+        world: "plugin",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
 
-pub(crate) use self::wasmgate::plugin::host::Host;
-pub(crate) use self::wasmgate::plugin::types::{Error as WitError, Level, Message as WitMessage};
+/// Contract 0.1.0, still served: its host calls delegate to 0.2's.
+pub(crate) mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/0.1.0",
+        world: "plugin",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
+pub(crate) use self::v0_2::wasmgate::plugin::host::Host;
+pub(crate) use self::v0_2::wasmgate::plugin::types::{
+    CloseReason, ConnectContext as WitConnectContext, Error as WitError, Level,
+    Member as WitMember, Message as WitMessage, Reject, Timer as WitTimer,
+};
 
 /// A frame a guest sends, as the gateway queues it (sent as-is, no envelope).
 pub(crate) fn to_ws(msg: WitMessage) -> WsMessage {
@@ -42,6 +60,17 @@ pub(crate) fn wit_len(msg: &WitMessage) -> usize {
     match msg {
         WitMessage::Text(text) => text.len(),
         WitMessage::Binary(bytes) => bytes.len(),
+    }
+}
+
+/// The gateway's connect context as a 0.2 guest receives it.
+pub(crate) fn to_wit_context(ctx: crate::gateway::ConnectContext) -> WitConnectContext {
+    WitConnectContext {
+        query: ctx.query,
+        headers: ctx.headers,
+        peer: ctx.peer,
+        uid: ctx.uid,
+        claims: ctx.claims,
     }
 }
 

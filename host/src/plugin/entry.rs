@@ -16,6 +16,7 @@ use super::kv::Kv;
 use super::mailbox::Mailbox;
 use super::metrics::{LatencyWindow, PluginLabel, PluginMetrics};
 use super::timers::Timers;
+use super::world::World;
 
 /// Limits of every instance of a plugin.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,8 @@ pub(crate) struct VersionInfo {
     pub loaded_at_ms: u64,
     /// Where its machine code came from.
     pub code: CodeSource,
+    /// The contract it targets.
+    pub world: World,
 }
 
 /// Counters and state shown by `GET /api/plugins`.
@@ -203,6 +206,7 @@ impl PluginShared {
             "version": version.as_ref().map(|v| v.hash.clone()),
             "loadedAt": version.as_ref().map(|v| v.loaded_at_ms),
             "code": version.as_ref().map(|v| v.code.as_str()),
+            "world": version.as_ref().map(|v| v.world.as_str()),
             "eventsHandled": events,
             "traps": traps,
             "reloads": self.stats.reloads.load(Ordering::Relaxed),

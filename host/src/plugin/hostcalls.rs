@@ -1,4 +1,5 @@
-//! The `host` interface a plugin imports, implemented on the store data.
+//! The `host` interface of contract 0.2.0, implemented on the store data (0.1.0's delegates to
+//! it, see `compat.rs`).
 //!
 //! Every call acts on `self.system`, the system of the event being handled, so a plugin can never
 //! reach a client of a system it does not serve. Host calls are `async`: the guest runs on a
@@ -18,9 +19,9 @@ use crate::domain::names::{GroupName, NameError, Uid};
 use crate::gateway::GatewayError;
 use crate::registry::Member;
 
-use super::bindings::wasmgate::plugin::types;
+use super::bindings::v0_2::wasmgate::plugin::types;
 use super::bindings::{
-    Host, Level, WitError, WitMessage, from_info, to_info, to_wit_error, to_ws, wit_len,
+    Host, Level, WitError, WitMember, WitMessage, from_info, to_info, to_wit_error, to_ws, wit_len,
 };
 use super::entry::now_ms;
 use super::metrics::QuotaLabels;
@@ -56,6 +57,30 @@ impl HostState {
     /// `uid` checked with the API's rule.
     fn uid(&self, uid: String) -> R<Uid> {
         Uid::parse(uid, &self.plugin.gateway.config().limits).map_err(invalid)
+    }
+
+    /// Member data checked with the API's rule (`bind_to_group`): `user-id` like a name (it
+    /// may be empty), `extend` at most `limits.max_info_bytes`.
+    fn member(&self, member: WitMember) -> R<Member> {
+        let limits = &self.plugin.gateway.config().limits;
+        if member.user_id.len() > limits.max_name_bytes {
+            return Err(WitError::InvalidArgument(format!(
+                "user-id is {} bytes, over limits.max_name_bytes ({})",
+                member.user_id.len(),
+                limits.max_name_bytes
+            )));
+        }
+        if member.extend.len() > limits.max_info_bytes {
+            return Err(WitError::QuotaExceeded(format!(
+                "extend is {} bytes, over limits.max_info_bytes ({})",
+                member.extend.len(),
+                limits.max_info_bytes
+            )));
+        }
+        Ok(Member {
+            user_id: member.user_id,
+            extend: member.extend,
+        })
     }
 
     /// Take one send from the event's budget.
@@ -179,10 +204,11 @@ impl Host for HostState {
         gw.registry().uids(&self.system).await.unwrap_or_default()
     }
 
-    async fn join_group(&mut self, client: String, group: String) -> R<()> {
+    async fn join_group(&mut self, client: String, group: String, member: WitMember) -> R<()> {
         let group = self.group(group)?;
+        let member = self.member(member)?;
         let gw = self.plugin.gateway.clone();
-        gw.join_group(&self.system, &client, &group, Member::default())
+        gw.join_group(&self.system, &client, &group, member)
             .await
             .map_err(to_wit_error)
     }
@@ -224,6 +250,17 @@ impl Host for HostState {
         gw.registry().groups(&self.system).await.unwrap_or_default()
     }
 
+    async fn get_groups_by_client_id(&mut self, client: String) -> R<Vec<String>> {
+        let gw = self.plugin.gateway.clone();
+        let mut groups = gw
+            .registry()
+            .client_groups(&self.system, &client)
+            .await
+            .map_err(|e| to_wit_error(e.into()))?;
+        groups.sort();
+        Ok(groups)
+    }
+
     async fn close_client(&mut self, client: String, code: u16, reason: String) -> R<()> {
         let checked = CloseCode::application(code)
             .and_then(|code| Ok((code, CloseReason::parse(&reason)?)))
@@ -254,6 +291,14 @@ impl Host for HostState {
             .await
             .map(count)
             .unwrap_or(0)
+    }
+
+    async fn get_all_client_ids(&mut self) -> R<Vec<String>> {
+        let gw = self.plugin.gateway.clone();
+        gw.registry()
+            .clients(&self.system)
+            .await
+            .map_err(|e| to_wit_error(e.into()))
     }
 
     async fn get_info(&mut self, client: String) -> R<Vec<(String, String)>> {
@@ -304,24 +349,52 @@ impl Host for HostState {
         Ok(self.plugin.kv.keys(&prefix))
     }
 
-    async fn set_timer(&mut self, delay_ms: u64, payload: String) -> R<u64> {
+    async fn set_timer(
+        &mut self,
+        delay_ms: u64,
+        payload: String,
+        client: Option<String>,
+    ) -> R<u64> {
         let plugin = self.plugin.clone();
-        plugin
-            .timers
-            .set(
-                &plugin,
-                &plugin.rt,
-                self.system.clone(),
-                self.lane,
-                delay_ms,
-                payload,
-                self.held_timers.is_some(),
-            )
-            .inspect(|id| {
-                if let Some(held) = &mut self.held_timers {
-                    held.push(*id);
-                }
-            })
+        let gw = plugin.gateway.clone();
+        let bound = client.clone();
+        if let Some(c) = &bound
+            && !gw
+                .registry()
+                .client_exists(&self.system, c)
+                .await
+                .map_err(|e| to_wit_error(e.into()))?
+        {
+            return Err(WitError::UnknownClient(c.clone()));
+        }
+        let id = plugin.timers.set(
+            &plugin,
+            &plugin.rt,
+            self.system.clone(),
+            self.lane,
+            delay_ms,
+            payload,
+            client,
+            self.held_timers.is_some(),
+        )?;
+        if let Some(held) = &mut self.held_timers {
+            held.push(id);
+        }
+        // The client may have left between the check and the insert, after its timers were
+        // cancelled: look again now that the timer is in the table (a leave from now on
+        // cancels it), so no bound timer outlives its client.
+        if let Some(c) = bound {
+            let gone = match gw.registry().client_exists(&self.system, &c).await {
+                Ok(true) => None,
+                Ok(false) => Some(WitError::UnknownClient(c)),
+                Err(e) => Some(to_wit_error(e.into())),
+            };
+            if let Some(err) = gone {
+                plugin.timers.cancel(id);
+                return Err(err);
+            }
+        }
+        Ok(id)
     }
 
     async fn cancel_timer(&mut self, id: u64) -> bool {

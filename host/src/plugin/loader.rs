@@ -24,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::actor::{self, Loaded};
-use super::bindings::{Plugin, PluginPre};
+use super::bindings::{v0_1, v0_2};
 use super::engine::{CodeSource, code_bytes, version_of};
 use super::entry::{Lane, PluginShared, VersionInfo, now_ms};
 use super::kv::Kv;
@@ -32,6 +32,7 @@ use super::mailbox::{Control, Mailbox};
 use super::metrics::{PluginLabel, ReloadLabels};
 use super::state::HostState;
 use super::timers::Timers;
+use super::world::PluginPre;
 use super::{PluginError, PluginHost, RECENT_VERSIONS};
 
 /// What a sync did.
@@ -54,12 +55,15 @@ pub enum ReloadOutcome {
     Unloaded,
 }
 
-/// The linker every plugin is instantiated with: WASI (sandboxed per store) and `host`.
+/// The linker every plugin is instantiated with: WASI (sandboxed per store) and `host` of
+/// both contracts (their interface names carry the version, so they do not collide).
 pub(crate) fn linker(engine: &Engine) -> Result<Linker<HostState>, String> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| format!("WASI: {e:#}"))?;
-    Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-        .map_err(|e| format!("host imports: {e:#}"))?;
+    v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| format!("host imports 0.2.0: {e:#}"))?;
+    v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| format!("host imports 0.1.0: {e:#}"))?;
     Ok(linker)
 }
 
@@ -166,6 +170,7 @@ impl PluginHost {
             Ok(()) => {
                 self.count_reload(name, "ok", code.as_str());
                 info!(plugin = name, version = %hash, code = code.as_str(),
+                    world = plugin.version().map_or("", |v| v.world.as_str()),
                     instances = plugin.lanes.len(), "plugin version serving");
                 Ok(ReloadOutcome::Loaded {
                     version: hash,
@@ -229,6 +234,7 @@ impl PluginHost {
             hash: loaded.hash.clone(),
             loaded_at_ms: now_ms(),
             code: loaded.code,
+            world: loaded.pre.world(),
         });
         *stats.last_error.lock() = None;
         stats.reloads.fetch_add(1, Ordering::Relaxed);
@@ -292,12 +298,7 @@ impl PluginHost {
                 Some(c) => (c, CodeSource::Memory),
                 None => host.runtime.compile(&bytes)?,
             };
-            let pre = host
-                .linker
-                .instantiate_pre(&component)
-                .map_err(|e| format!("link (imports do not match the plugin world): {e:#}"))?;
-            let pre = PluginPre::new(pre)
-                .map_err(|e| format!("exports do not match the plugin world: {e:#}"))?;
+            let pre = PluginPre::new(&host.linker, &component)?;
             let mut recent = host.recent.lock();
             recent.retain(|(h, _)| *h != hash);
             recent.push_back((hash.clone(), component));

@@ -38,7 +38,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::gateway::ConnectVerdict;
+use crate::gateway::{ConnectContext, ConnectVerdict};
 
 use super::actor::{Instance, Loaded};
 
@@ -50,6 +50,8 @@ pub(crate) enum Event {
         system: Arc<str>,
         /// The client.
         client: String,
+        /// How it connected (for 0.2 guests).
+        context: Box<ConnectContext>,
         /// Where the verdict goes.
         reply: oneshot::Sender<ConnectVerdict>,
     },
@@ -461,6 +463,7 @@ mod tests {
             let connect = Event::Connect {
                 system: "s".into(),
                 client: format!("n{n}"),
+                context: Box::default(),
                 reply,
             };
             assert!(mb.push_connect(connect).is_ok());
@@ -469,6 +472,7 @@ mod tests {
         let third = Event::Connect {
             system: "s".into(),
             client: "n2".into(),
+            context: Box::default(),
             reply,
         };
         assert!(mb.push_connect(third).is_err());

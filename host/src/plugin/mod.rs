@@ -1,10 +1,11 @@
-//! The plugin runtime: loads WebAssembly components implementing `wit/plugin.wit`, feeds them
+//! The plugin runtime: loads WebAssembly components implementing `wit/0.2.0` or `wit/0.1.0`
+//! (`world.rs` tells which), feeds them
 //! client events, serves their host calls, and swaps them for new versions without dropping
 //! connections. See `README.md` in this folder for the operator's view.
 //!
 //! Layout: [`PluginHost`] (this file) owns the plugins and routes events to them; `loader.rs`
 //! loads, reloads and unloads; `actor.rs` runs each instance of a plugin's pool as a task on
-//! the runtime (a lane); `hostcalls.rs` implements the imports; `kv.rs` and `timers.rs` keep what outlives instances;
+//! the runtime (a lane); `hostcalls.rs` implements the imports (`compat.rs` serves 0.1's); `kv.rs` and `timers.rs` keep what outlives instances;
 //! `engine.rs` compiles through the cache; `watch.rs` watches the folder; `api.rs` serves
 //! `/api/plugins`.
 
@@ -13,6 +14,7 @@ mod api;
 #[cfg(feature = "bench-support")]
 mod bench;
 mod bindings;
+mod compat;
 mod engine;
 mod entry;
 mod hostcalls;
@@ -23,6 +25,7 @@ mod metrics;
 mod state;
 mod timers;
 mod watch;
+mod world;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -37,7 +40,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 use wasmtime::component::{Component, Linker};
 
-use crate::gateway::{ConnectVerdict, EventSink, Gateway, Taken};
+use crate::gateway::{ConnectContext, ConnectVerdict, EventSink, Gateway, Taken};
 use crate::metrics::DropLabels;
 
 pub use api::router;
@@ -333,12 +336,18 @@ impl EventSink for Sink {
         host.is_some_and(|h| h.routes.read().contains_key(system))
     }
 
-    fn connect(&self, system: &str, client: &str) -> Option<oneshot::Receiver<ConnectVerdict>> {
+    fn connect(
+        &self,
+        system: &str,
+        client: &str,
+        context: Box<ConnectContext>,
+    ) -> Option<oneshot::Receiver<ConnectVerdict>> {
         let (host, plugin, system) = self.route(system)?;
         let (tx, rx) = oneshot::channel();
         let event = Event::Connect {
             system,
             client: client.to_owned(),
+            context,
             reply: tx,
         };
         // Last resort: messages cannot fill this budget (they have their own), only a connect
@@ -374,6 +383,8 @@ impl EventSink for Sink {
         let Some((_, plugin, system)) = self.route(system) else {
             return;
         };
+        // Its timers go with it (0.2 `set-timer` bound to a client): after this, none fires.
+        plugin.timers.cancel_client(client);
         // Past every bound: a plugin that misses an on-close leaks that client's state.
         plugin.mailbox(client).push_unbounded(Event::Close {
             system,

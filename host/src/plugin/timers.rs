@@ -2,7 +2,8 @@
 //! event for the instance (lane) of the pool that set it, in order with that instance's other
 //! events. The table lives beside the plugin, not in an instance, so timers survive traps and
 //! hot reloads (the version current when the timer fires gets it); they die with the plugin
-//! (file deleted) and with the process.
+//! (file deleted) and with the process. A timer bound to a client (WIT 0.2) also dies when that
+//! client leaves: an index by client makes the cancellation cost the client's own timers only.
 //!
 //! A timer set by `init` while a new version is being instantiated is *held*: it is in the table
 //! (it counts, it can be cancelled) but its clock starts only when the version serves
@@ -36,6 +37,8 @@ struct Pending {
     system: Arc<str>,
     /// Handed to `on-timer`.
     payload: String,
+    /// The client it is bound to, if any.
+    client: Option<String>,
     /// Stops the sleeping task on cancel or unload; `None` while the timer is held.
     task: Option<AbortHandle>,
     /// The lane it fires on.
@@ -49,11 +52,34 @@ struct Pending {
 pub(crate) struct Timers {
     /// Ids are never reused within a plugin's lifetime, across versions.
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<Table>,
+}
+
+/// The pending timers and, for those bound to a client, their ids by client.
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<u64, Pending>,
+    by_client: HashMap<String, Vec<u64>>,
+}
+
+impl Table {
+    fn remove(&mut self, id: u64) -> Option<Pending> {
+        let p = self.by_id.remove(&id)?;
+        if let Some(client) = &p.client
+            && let Some(ids) = self.by_client.get_mut(client)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_client.remove(client);
+            }
+        }
+        Some(p)
+    }
 }
 
 impl Timers {
-    /// Start a timer for `plugin` (or only register it, when `held`); its id.
+    /// Start a timer for `plugin`, bound to `client` if given (or only register it, when
+    /// `held`); its id.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn set(
         &self,
@@ -63,6 +89,7 @@ impl Timers {
         lane: usize,
         delay_ms: u64,
         payload: String,
+        client: Option<String>,
         held: bool,
     ) -> Result<u64, WitError> {
         let delay = Duration::from_millis(delay_ms);
@@ -79,18 +106,26 @@ impl Timers {
         }
         // Held across the spawn: the task cannot deliver before the entry exists.
         let mut pending = self.pending.lock();
-        if pending.len() >= MAX_PENDING {
+        if pending.by_id.len() >= MAX_PENDING {
             return Err(WitError::QuotaExceeded(format!(
                 "{MAX_PENDING} timers pending already"
             )));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let task = (!held).then(|| start(plugin, rt, id, lane, delay));
-        pending.insert(
+        if let Some(client) = &client {
+            pending
+                .by_client
+                .entry(client.clone())
+                .or_default()
+                .push(id);
+        }
+        pending.by_id.insert(
             id,
             Pending {
                 system,
                 payload,
+                client,
                 task,
                 lane,
                 delay,
@@ -101,9 +136,9 @@ impl Timers {
 
     /// Start held timers `ids` (their version now serves); cancelled ones are skipped.
     pub(crate) fn arm(&self, plugin: &Arc<PluginShared>, rt: &Handle, ids: &[u64]) {
-        let mut pending = self.pending.lock();
+        let mut table = self.pending.lock();
         for id in ids {
-            if let Some(p) = pending.get_mut(id)
+            if let Some(p) = table.by_id.get_mut(id)
                 && p.task.is_none()
             {
                 p.task = Some(start(plugin, rt, *id, p.lane, p.delay));
@@ -113,7 +148,7 @@ impl Timers {
 
     /// Cancel a timer; whether it was still pending (if so, `on-timer` will not run for it).
     pub(crate) fn cancel(&self, id: u64) -> bool {
-        match self.pending.lock().remove(&id) {
+        match self.pending.lock().remove(id) {
             Some(p) => {
                 if let Some(task) = p.task {
                     task.abort();
@@ -124,18 +159,37 @@ impl Timers {
         }
     }
 
-    /// A fired timer, taken out of the table: its system and payload. `None` when it was
-    /// cancelled after it fired but before its lane got to it.
-    pub(crate) fn take(&self, id: u64) -> Option<(Arc<str>, String)> {
-        self.pending
-            .lock()
-            .remove(&id)
-            .map(|p| (p.system, p.payload))
+    /// A fired timer, taken out of the table: its system, payload and client. `None` when it
+    /// was cancelled after it fired but before its lane got to it.
+    pub(crate) fn take(&self, id: u64) -> Option<Fired> {
+        self.pending.lock().remove(id).map(|p| Fired {
+            system: p.system,
+            payload: p.payload,
+            client: p.client,
+        })
+    }
+
+    /// Cancel the timers bound to `client` (it left); how many there were.
+    pub(crate) fn cancel_client(&self, client: &str) -> usize {
+        let mut table = self.pending.lock();
+        let Some(ids) = table.by_client.remove(client) else {
+            return 0;
+        };
+        for id in &ids {
+            if let Some(p) = table.by_id.remove(id) {
+                if let Some(task) = p.task {
+                    task.abort();
+                }
+            }
+        }
+        ids.len()
     }
 
     /// Cancel every timer (the plugin is unloaded).
     pub(crate) fn clear(&self) {
-        for (_, p) in self.pending.lock().drain() {
+        let mut table = self.pending.lock();
+        table.by_client.clear();
+        for (_, p) in table.by_id.drain() {
             if let Some(task) = p.task {
                 task.abort();
             }
@@ -144,8 +198,18 @@ impl Timers {
 
     /// Timers pending.
     pub(crate) fn len(&self) -> usize {
-        self.pending.lock().len()
+        self.pending.lock().by_id.len()
     }
+}
+
+/// A timer that fired, as its lane hands it to `on-timer`.
+pub(crate) struct Fired {
+    /// The system it was set from.
+    pub system: Arc<str>,
+    /// Its payload.
+    pub payload: String,
+    /// The client it is bound to.
+    pub client: Option<String>,
 }
 
 /// The sleeping task of timer `id`: when it wakes, it queues `on-timer` on its lane.

@@ -288,7 +288,8 @@ impl Plugin for Chat {
         log_debug!("{client} left ({})", reason.code);
     }
 
-    fn on_timer(&mut self, _id: u64, payload: &str) {
+    fn on_timer(&mut self, timer: &Timer) {
+        let payload = timer.payload.as_str();
         match serde_json::from_str::<TimerPayload>(payload) {
             Ok(t) => {
                 if let Err(e) = push(&t.client, "timer", &json!({ "payload": t.payload })) {

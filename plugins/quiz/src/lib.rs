@@ -280,7 +280,8 @@ impl Plugin for Quiz {
         Self::router().dispatch(self, client, &msg);
     }
 
-    fn on_timer(&mut self, _id: u64, payload: &str) {
+    fn on_timer(&mut self, timer: &Timer) {
+        let payload = timer.payload.as_str();
         match serde_json::from_str::<Tick>(payload) {
             Ok(tick) => {
                 if let Err(e) = flow::tick(&tick) {

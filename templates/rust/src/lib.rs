@@ -37,8 +37,11 @@ impl Template {
 }
 
 impl Plugin for Template {
-    fn on_connect(&mut self, client: &str) -> Result<(), Reject> {
-        host::join_group(client, "lobby").map_err(|e| Reject::new(4000, e.to_string()))
+    /// `ctx` says how the client connected: `?nick=ann` in its URL becomes the `userId` of the
+    /// lobby's join notices.
+    fn on_connect(&mut self, client: &str, ctx: &ConnectContext) -> Result<(), Reject> {
+        let nick = ctx.query_param("nick").unwrap_or_default();
+        host::join_group_as(client, "lobby", nick, "").map_err(|e| Reject::new(4000, e.to_string()))
     }
 
     fn on_message(&mut self, client: &str, msg: Message) {

@@ -37,6 +37,10 @@ pub const QUIZ: &str = env!("GUEST_QUIZ");
 pub const INIT_TRAP: &str = env!("GUEST_RT_INITTRAP");
 /// `on-connect` panics.
 pub const CONNECT_TRAP: &str = env!("GUEST_RT_CONNECTTRAP");
+/// A `wasmgate:plugin@0.1.0` guest written with plain wit-bindgen, frozen (`tests/guests/legacy01`).
+pub const LEGACY01: &str = env!("GUEST_LEGACY01");
+/// A `wasmgate:plugin@0.2.0` guest exercising what 0.2 added (`tests/guests/contract02`).
+pub const CONTRACT02: &str = env!("GUEST_CONTRACT02");
 /// The smallest valid component, `(component)`: it exports nothing, so it is the wrong world.
 pub const EMPTY_COMPONENT: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 

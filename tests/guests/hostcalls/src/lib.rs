@@ -54,7 +54,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use wasmgate_guest::{CloseReason, Error, Level, Message, Plugin, Reject, export_plugin, host};
+use wasmgate_guest::{
+    CloseReason, ConnectContext, Error, Level, Message, Plugin, Reject, Timer, export_plugin, host,
+};
 
 /// A failed command: `kind` is machine-readable, `detail` for humans.
 struct Failure {
@@ -328,7 +330,7 @@ impl Plugin for HostCalls {
         Ok(())
     }
 
-    fn on_connect(&mut self, client: &str) -> Result<(), Reject> {
+    fn on_connect(&mut self, client: &str, _ctx: &ConnectContext) -> Result<(), Reject> {
         if let Ok(Some(rule)) = host::kv_get_json::<BTreeMap<String, Value>>("reject-connect") {
             let code = rule.get("code").and_then(Value::as_u64).unwrap_or(4000);
             let reason = rule
@@ -364,7 +366,8 @@ impl Plugin for HostCalls {
         let _ = host::send_json_to_group("close-watchers", &notice, &[]);
     }
 
-    fn on_timer(&mut self, id: u64, payload: &str) {
+    fn on_timer(&mut self, timer: &Timer) {
+        let (id, payload) = (timer.id, timer.payload.as_str());
         let target = serde_json::from_str::<Value>(payload)
             .ok()
             .and_then(|v| v.get("client").and_then(Value::as_str).map(str::to_owned))

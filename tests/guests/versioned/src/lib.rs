@@ -24,7 +24,7 @@
 //! `"fail-init": "2"`: the build of that version fails `init` (after setting its timer).
 
 use serde_json::Value;
-use wasmgate_guest::{Message, Plugin, export_plugin, host};
+use wasmgate_guest::{Message, Plugin, Timer, export_plugin, host};
 
 /// The version baked in at build time, if any.
 const BUILD_VERSION: Option<&str> = option_env!("WASMGATE_TEST_VERSION");
@@ -107,13 +107,13 @@ impl Plugin for Versioned {
         let _ = host::send_to_client(client, reply);
     }
 
-    fn on_timer(&mut self, id: u64, payload: &str) {
-        let text = format!("v{}:timer:{id}", self.version);
-        if let Some(group) = payload.strip_prefix("group:") {
+    fn on_timer(&mut self, timer: &Timer) {
+        let text = format!("v{}:timer:{}", self.version, timer.id);
+        if let Some(group) = timer.payload.strip_prefix("group:") {
             let _ = host::send_to_group(group, text, &[]);
             return;
         }
-        let _ = host::send_to_client(payload, text);
+        let _ = host::send_to_client(&timer.payload, text);
     }
 }
 
