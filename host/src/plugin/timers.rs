@@ -176,10 +176,10 @@ impl Timers {
             return 0;
         };
         for id in &ids {
-            if let Some(p) = table.by_id.remove(id) {
-                if let Some(task) = p.task {
-                    task.abort();
-                }
+            if let Some(p) = table.by_id.remove(id)
+                && let Some(task) = p.task
+            {
+                task.abort();
             }
         }
         ids.len()
