@@ -225,6 +225,14 @@ struct Admitted {
     claims: Option<String>,
 }
 
+/// Query parameters a plugin's connect context holds at most: anyone can send a URL of
+/// hundreds of KB with tens of thousands of pairs, and every connect copies them into the
+/// guest (where a full memory traps `on-connect` and costs the instance). Later pairs are left
+/// out.
+const MAX_QUERY_PAIRS: usize = 64;
+/// Bytes (names plus values, decoded) of the query a connect context holds at most.
+const MAX_QUERY_BYTES: usize = 4096;
+
 /// How the client connected, for its plugin's `on-connect` (WIT 0.2 `connect-context`): the
 /// query without `token`, the headers of `plugin.connect_headers`, the TCP peer, the uid and
 /// the token's claims. Boxed: it rides in the connection task only until `on-connect` is asked.
@@ -234,11 +242,17 @@ fn connect_context(
     uid: &Option<String>,
     claims: Option<String>,
 ) -> Box<ConnectContext> {
+    let mut bytes = 0;
     let query = Query::<Vec<(String, String)>>::try_from_uri(req.uri())
         .map(|Query(q)| q)
         .unwrap_or_default()
         .into_iter()
         .filter(|(name, _)| name != "token")
+        .take(MAX_QUERY_PAIRS)
+        .take_while(|(name, value)| {
+            bytes += name.len() + value.len();
+            bytes <= MAX_QUERY_BYTES
+        })
         .collect();
     let headers = gateway
         .config()

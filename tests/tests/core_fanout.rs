@@ -202,3 +202,29 @@ async fn split_broadcasts_reach_every_client_in_one_order() {
     }
     gw.stop().await;
 }
+
+/// A sender that goes away in the middle of a split broadcast (an API client hanging up) does
+/// not cut it short: every client still gets it. Before, dropping the caller aborted the chunks
+/// not started yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_broadcast_whose_sender_goes_away_still_reaches_everyone() {
+    const CLIENTS: usize = 2300;
+    let gw = TestGateway::start(TestGateway::config_with(&["app"])).await;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        clients.push(gw.connect("app").await);
+    }
+    // Polled once, then dropped: it got as far as waiting for its chunks.
+    let send = gw
+        .gateway
+        .send_to_system("app", Message::text("all of you"), &[]);
+    let dropped = tokio::time::timeout(std::time::Duration::from_nanos(1), send).await;
+    assert!(dropped.is_err(), "the broadcast was cut while in flight");
+    for (k, c) in clients.iter_mut().enumerate() {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), c.recv_text())
+            .await
+            .unwrap_or_else(|_| panic!("client {k} never got the broadcast"));
+        assert_eq!(got, "all of you", "client {k}");
+    }
+    gw.stop().await;
+}

@@ -120,6 +120,24 @@ async fn on_connect_gets_the_query_selected_headers_the_peer_and_verified_claims
     assert_eq!(ctx["uid"], Value::Null);
     assert_eq!(ctx["claims"], Value::Null, "no token required, no claims");
 
+    // An outsider's huge query: the plugin gets the first 64 pairs, at most 4 KiB of them.
+    let many: String = (0..500).map(|i| format!("&p{i}=v")).collect();
+    let mut m = Client::connect(&format!("{}{many}", gw.ws_url("c2"))).await;
+    let ctx = ok(&mut m, "context", json!({})).await;
+    let pairs = ctx["query"].as_array().expect("query pairs");
+    assert_eq!(pairs.len(), 64, "{}", pairs.len());
+    assert_eq!(pairs[63], json!(["p62", "v"]));
+    let long = "x".repeat(3000);
+    let mut l = Client::connect(&format!("{}&a={long}&b={long}&c=1", gw.ws_url("c2"))).await;
+    let ctx = ok(&mut l, "context", json!({})).await;
+    let names: Vec<&str> = ctx["query"]
+        .as_array()
+        .expect("query pairs")
+        .iter()
+        .map(|p| p[0].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["systemId", "a"], "4 KiB at most: {names:?}");
+
     // A system that requires a token: its verified claims, the token itself left out.
     let exp = now() + 600;
     let token = encode(

@@ -72,7 +72,7 @@ struct SystemTable {
     /// Taken by a broadcast that is split over the runtime's workers (`send.rs`), so that two
     /// such broadcasts reach every client in the same order: without it, on two cores, 80k-120k
     /// deliveries per benchmark run arrived in a different order than the broadcasts (issue 13).
-    turn: tokio::sync::Mutex<()>,
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A system's table, shared with broadcasts in flight.

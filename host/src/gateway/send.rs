@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Message;
+use tracing::error;
 
 use super::{Gateway, GatewayError};
 use crate::outbound::{self, Outbound, Prepared};
@@ -139,7 +140,10 @@ impl Gateway {
     /// CPU (10k clients: ~50 ms), which is what a single-threaded Node `ws` pays too; the second
     /// core is the only way to be well ahead of it (issue 13). Chunks are disjoint, and such
     /// broadcasts to one system take the system's turn one at a time, so every client sees them
-    /// in the same order. Small sends stay in this task: a spawn costs more than it saves.
+    /// in the same order. Small sends stay in this task: a spawn costs more than it saves; they
+    /// take no turn, so two concurrent small broadcasts from different senders (like any two
+    /// concurrent sends) may reach two clients in different orders; each sender's own order
+    /// per client always holds.
     async fn fan_out(&self, system: &str, targets: Vec<Outbound>, msg: Prepared) -> usize {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let table = (workers > 1 && targets.len() >= FAN_OUT_SPLIT_MIN)
@@ -148,26 +152,46 @@ impl Gateway {
         let n = match table {
             None => self.push_each(system, &targets, &msg),
             Some(table) => {
-                let _turn = table.turn.lock().await;
-                let system: Arc<str> = system.into();
-                let targets = Arc::new(targets);
-                let msg = Arc::new(msg);
-                let mut chunks = tokio::task::JoinSet::new();
-                for start in (0..targets.len()).step_by(FAN_OUT_CHUNK) {
-                    let (gateway, system, targets, msg) =
-                        (self.clone(), system.clone(), targets.clone(), msg.clone());
-                    chunks.spawn(async move {
-                        let end = (start + FAN_OUT_CHUNK).min(targets.len());
-                        gateway.push_each(&system, &targets[start..end], &msg)
-                    });
-                }
-                let mut n = 0;
-                while let Some(done) = chunks.join_next().await {
-                    // A chunk only pushes to queues; it cannot panic short of a bug, and
-                    // then its deliveries are simply not counted.
-                    n += done.unwrap_or(0);
-                }
-                n
+                // The whole split broadcast runs in a task of its own, its turn held by that
+                // task: a caller that goes away (an API client hanging up) must not cut it
+                // half-way (its chunks not started would be aborted) nor release the turn
+                // while chunks still write (the next broadcast could overtake them).
+                let turn = table.turn.clone();
+                let (gateway, system_name) = (self.clone(), Arc::<str>::from(system));
+                let whole = tokio::spawn(async move {
+                    let _turn = turn.lock_owned().await;
+                    let targets = Arc::new(targets);
+                    let msg = Arc::new(msg);
+                    let mut chunks = tokio::task::JoinSet::new();
+                    for start in (0..targets.len()).step_by(FAN_OUT_CHUNK) {
+                        let (gateway, system, targets, msg) = (
+                            gateway.clone(),
+                            system_name.clone(),
+                            targets.clone(),
+                            msg.clone(),
+                        );
+                        chunks.spawn(async move {
+                            let end = (start + FAN_OUT_CHUNK).min(targets.len());
+                            gateway.push_each(&system, &targets[start..end], &msg)
+                        });
+                    }
+                    let mut n = 0;
+                    while let Some(done) = chunks.join_next().await {
+                        match done {
+                            Ok(k) => n += k,
+                            // Only pushes to queues: a panic is a bug; its deliveries are
+                            // not counted.
+                            Err(e) => {
+                                error!(system = %system_name, cause = %e, "fan-out chunk failed");
+                            }
+                        }
+                    }
+                    n
+                });
+                whole.await.unwrap_or_else(|e| {
+                    error!(system, cause = %e, "fan-out failed");
+                    0
+                })
             }
         };
         self.count_out(system, n);

@@ -46,9 +46,10 @@ impl PluginHost {
         let instance = actor::instantiate(&self.runtime.engine, &plugin, &loaded, 0)
             .await
             .map_err(load_error)?;
-        plugin
-            .timers
-            .arm(&plugin, &plugin.rt, &instance.held_timers);
+        // This instance serves no events: timers its `init` set must not fire into the plugin.
+        for id in &instance.held_timers {
+            plugin.timers.cancel(*id);
+        }
         Ok(DirectInstance {
             instance,
             system: plugin.systems.first().cloned().unwrap_or_default(),
