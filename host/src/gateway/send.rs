@@ -60,8 +60,8 @@ impl Gateway {
         delivered
     }
 
-    /// Queue `msg` to `clients` of `system` (here, in this task). For notices, which go to a
-    /// handful of clients and are sent from code that cannot wait.
+    /// Queue `msg` to `clients` of `system` (here, in this task): notices, which are sent from
+    /// code that cannot wait, and every send to fewer than [`FAN_OUT_SPLIT_MIN`] clients.
     pub(super) fn deliver_all<'a>(
         &self,
         system: &str,
@@ -104,6 +104,28 @@ impl Gateway {
     /// How many of `clients` other nodes hold (cluster mode only).
     fn count_remote<'a>(&self, clients: impl Iterator<Item = &'a String>) -> usize {
         clients.filter(|c| self.remote_broker(c).is_some()).count()
+    }
+
+    /// Queue `msg` to `clients` of `system` except `exclude`; how many took it. A send to a chat
+    /// room's handful of members pushes as it looks them up (no list of queues is built); only
+    /// a send large enough to be split collects the queues first.
+    async fn deliver_many<'a, I>(
+        &self,
+        system: &str,
+        clients: I,
+        exclude: &[String],
+        msg: Message,
+    ) -> usize
+    where
+        I: IntoIterator<Item = &'a String>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let clients = clients.into_iter();
+        if clients.len() < FAN_OUT_SPLIT_MIN {
+            return self.deliver_all(system, clients, exclude, &msg);
+        }
+        let targets = self.queues_of(system, clients, exclude);
+        self.fan_out(system, targets, Prepared::new(msg)).await
     }
 
     /// The queues of `clients` that are connected to `system` on this node.
@@ -231,8 +253,7 @@ impl Gateway {
         self.ensure_system(system).await?;
         let unique: std::collections::BTreeSet<&String> = clients.iter().collect();
         let remote = self.publish_remote(system, unique.iter().map(|c| c.as_str()), &msg)?;
-        let targets = self.queues_of(system, unique, &[]);
-        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.deliver_many(system, unique, &[], msg).await)
     }
 
     /// Send to every member of a group except `exclude`.
@@ -250,8 +271,7 @@ impl Gateway {
             broker.to_group(system, group, exclude, &msg)?;
             remote = self.count_remote(members.iter().filter(|c| !exclude.contains(c)));
         }
-        let targets = self.queues_of(system, &members, exclude);
-        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.deliver_many(system, &members, exclude, msg).await)
     }
 
     /// Send to every client of the system except `exclude`.
@@ -293,7 +313,6 @@ impl Gateway {
         self.check_size(&msg)?;
         let clients = self.inner.registry.clients_by_uid(system, uid).await?;
         let remote = self.publish_remote(system, clients.iter().map(String::as_str), &msg)?;
-        let targets = self.queues_of(system, &clients, &[]);
-        Ok(remote + self.fan_out(system, targets, Prepared::new(msg)).await)
+        Ok(remote + self.deliver_many(system, &clients, &[], msg).await)
     }
 }
