@@ -18,22 +18,10 @@ use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
 use super::broker::REDIS_TIMEOUT;
-use super::scripts::{Scripts, UNKNOWN_CLIENT, UNKNOWN_SYSTEM};
+use super::scripts::{REGISTER_SYSTEM, Scripts, UNKNOWN_CLIENT, UNKNOWN_SYSTEM};
 use super::wire::system_base;
 use crate::config::LimitsConfig;
 use crate::registry::{Info, Joined, Left, Member, Registry, RegistryError, Result};
-
-/// Registers a system. ARGV: 1 systems hash, 2 system, 3 max or '', 4 '1' to set max on an
-/// existing system, 5 max systems. Answers 1 (created), 0 (existed), -1 (too many).
-const REGISTER_SYSTEM: &str = r"
-if redis.call('HEXISTS', ARGV[1], ARGV[2]) == 1 then
-  if ARGV[4] == '1' then redis.call('HSET', ARGV[1], ARGV[2], ARGV[3]) end
-  return 0
-end
-if redis.call('HLEN', ARGV[1]) >= tonumber(ARGV[5]) then return -1 end
-redis.call('HSET', ARGV[1], ARGV[2], ARGV[3])
-return 1
-";
 
 /// The registry in Redis, for one node.
 pub struct RedisRegistry {
@@ -501,22 +489,5 @@ impl RedisRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn members_round_trip() {
-        for (u, e) in [("", ""), ("ab", "c:d"), ("1:x", ""), ("é", "ü")] {
-            let m = Member {
-                user_id: u.into(),
-                extend: e.into(),
-            };
-            assert_eq!(decode_member(&encode_member(&m)), m);
-        }
-    }
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(redis_glob_escape("p:3:a*b:"), "p:3:a\\*b:");
-    }
-}
+#[path = "redis_registry_tests.rs"]
+mod tests;

@@ -25,6 +25,18 @@ local c = ARGV[4]
 if redis.call('HEXISTS', b..'clients', c) == 0 then return -101 end
 ";
 
+/// Registers a system. ARGV: 1 systems hash, 2 system, 3 max or '', 4 '1' to set max on an
+/// existing system, 5 max systems. Answers 1 (created), 0 (existed), -1 (too many).
+pub(super) const REGISTER_SYSTEM: &str = r"
+if redis.call('HEXISTS', ARGV[1], ARGV[2]) == 1 then
+  if ARGV[4] == '1' then redis.call('HSET', ARGV[1], ARGV[2], ARGV[3]) end
+  return 0
+end
+if redis.call('HLEN', ARGV[1]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('HSET', ARGV[1], ARGV[2], ARGV[3])
+return 1
+";
+
 /// ARGV: 4 client, 5 node, 6 uid or ''. Answers 0, or -1 when the system is full.
 const ADD_CLIENT: &str = r"
 local c = ARGV[4]
