@@ -28,6 +28,12 @@ pub struct Config {
     pub log_level: String,
     /// This node's id, embedded in every client id. Random when unset; set it in a cluster.
     pub node_id: Option<u32>,
+    /// `redis://HOST:PORT[/db]`: turns cluster mode on (registry and delivery over Redis).
+    /// Unset: a single node that needs no Redis.
+    pub redis: Option<String>,
+    /// Prefix of every Redis key and channel of this cluster (several clusters can share a
+    /// Redis with different prefixes).
+    pub redis_prefix: String,
     /// Bearer token the HTTP API requires. Without one the API answers loopback peers only.
     pub api_token: Option<String>,
     /// How often the server pings each client.
@@ -261,6 +267,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             node_id: None,
+            redis: None,
+            redis_prefix: "wasmgate:".into(),
             api_token: None,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
@@ -425,7 +433,7 @@ mod tests {
         ] {
             assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 22, "one key per field of Config: {keys:?}");
+        assert_eq!(keys.len(), 24, "one key per field of Config: {keys:?}");
     }
 
     #[test]

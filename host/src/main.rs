@@ -38,6 +38,15 @@ struct Cli {
     /// Log filter, e.g. `info` or `wasmgate=debug` [default: info].
     #[arg(long)]
     log_level: Option<String>,
+    /// Cluster mode: `redis://HOST:PORT[/db]` (also `WASMGATE_REDIS` or TOML `redis`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Prefix of the cluster's Redis keys and channels [default: wasmgate:].
+    #[arg(long)]
+    redis_prefix: Option<String>,
+    /// This node's id (0 to 4294967295), in every clientId [default: random].
+    #[arg(long)]
+    node_id: Option<u32>,
 }
 
 #[tokio::main]
@@ -55,6 +64,15 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(level) = cli.log_level {
         config.log_level = level;
+    }
+    if let Some(url) = cli.redis {
+        config.redis = Some(url);
+    }
+    if let Some(prefix) = cli.redis_prefix {
+        config.redis_prefix = prefix;
+    }
+    if let Some(node) = cli.node_id {
+        config.node_id = Some(node);
     }
     telemetry::init(config.log_format, &config.log_level);
     let listener =

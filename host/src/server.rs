@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::plugin::{self, PluginHost};
@@ -32,6 +33,9 @@ pub enum ServerError {
     /// The configuration cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Cluster mode could not start (Redis unreachable, bad URL).
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Refuse configurations that would start a gateway that cannot work as configured.
@@ -63,6 +67,25 @@ fn validate(config: &Config) -> Result<(), ServerError> {
                 "{key} is 0: every HTTP request would time out"
             )));
         }
+    }
+    validate_cluster(config)
+}
+
+/// Refuse a cluster configuration that cannot work, saying what to write instead.
+fn validate_cluster(config: &Config) -> Result<(), ServerError> {
+    let Some(url) = config.redis.as_deref() else {
+        return Ok(());
+    };
+    if !url.starts_with("redis://") {
+        return Err(ServerError::Config(format!(
+            "redis = {url:?}: expected redis://HOST:PORT[/db] (TLS and unix sockets are not supported)"
+        )));
+    }
+    let prefix = &config.redis_prefix;
+    if prefix.is_empty() || prefix.len() > 64 || prefix.chars().any(char::is_whitespace) {
+        return Err(ServerError::Config(format!(
+            "redis_prefix = {prefix:?}: expected 1 to 64 characters without spaces, e.g. \"wasmgate:\""
+        )));
     }
     Ok(())
 }
@@ -119,12 +142,27 @@ pub struct Server {
 
 impl Server {
     /// Build the gateway and start its plugin runtime.
-    pub async fn build(config: Config) -> Result<Self, ServerError> {
+    pub async fn build(mut config: Config) -> Result<Self, ServerError> {
         validate(&config)?;
         if config.api_token.is_none() {
             warn!("no api_token configured: the HTTP API answers loopback peers only");
         }
-        let gateway = Gateway::new(Arc::new(config)).await;
+        let gateway = match config.redis.clone() {
+            None => Gateway::new(Arc::new(config)).await,
+            Some(url) => {
+                // The node id is fixed before the gateway exists: the registry writes it next
+                // to every client, and every client id carries it.
+                let node = *config.node_id.get_or_insert_with(rand::random);
+                let cluster = Cluster::connect(&url, &config.redis_prefix, node).await?;
+                let registry = cluster.registry(config.limits.clone());
+                let gateway = Gateway::with_registry(Arc::new(config), registry.clone()).await;
+                let broker = cluster
+                    .start(registry, Arc::new(gateway.clone()), gateway.metrics())
+                    .await?;
+                gateway.set_broker(broker);
+                gateway
+            }
+        };
         let (plugins, extra) = match gateway.config().plugins_dir {
             Some(_) => {
                 let host = PluginHost::start(gateway.clone()).await?;
@@ -216,4 +254,23 @@ pub async fn shutdown_signal() {
         () = term => {},
     }
     info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let mut config = Config::default();
+        assert!(validate(&config).is_ok(), "no redis: single node");
+        config.redis = Some("localhost:6379".into());
+        let err = validate(&config).expect_err("not a redis URL").to_string();
+        assert!(err.contains("redis://HOST:PORT"), "{err}");
+        config.redis = Some("redis://127.0.0.1:7000/2".into());
+        assert!(validate(&config).is_ok());
+        config.redis_prefix = "has space".into();
+        let err = validate(&config).expect_err("bad prefix").to_string();
+        assert!(err.contains("redis_prefix"), "{err}");
+    }
 }

@@ -156,14 +156,23 @@ fn json_object(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// `GET /healthz`.
+///
+/// In cluster mode `data.cluster` holds the node id, Redis state and cross-node counts, and
+/// `status` is `degraded` while Redis is unreachable (local clients are still served).
 pub async fn healthz(State(gateway): State<Gateway>) -> Response {
+    let mut data = serde_json::json!({
+        "status": "ok",
+        "connections": gateway.local_connection_count(),
+    });
+    if let Some(cluster) = gateway.cluster_health() {
+        if cluster.redis != "up" {
+            data["status"] = "degraded".into();
+        }
+        data["cluster"] = serde_json::to_value(cluster).unwrap_or_default();
+    }
     (
         StatusCode::OK,
-        Json(serde_json::json!({
-            "code": 0,
-            "msg": "success",
-            "data": { "status": "ok", "connections": gateway.local_connection_count() }
-        })),
+        Json(serde_json::json!({ "code": 0, "msg": "success", "data": data })),
     )
         .into_response()
 }

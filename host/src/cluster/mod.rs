@@ -13,10 +13,99 @@
 //! hold its thread for a Redis round trip); a broker that cannot publish says
 //! [`RegistryError::Unavailable`].
 
+mod broker;
+mod interest;
+mod lease;
+mod node;
+mod redis_registry;
+mod scripts;
+pub mod wire;
+
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::domain::close::{CloseCode, CloseReason};
 use crate::registry::RegistryError;
+
+pub use broker::RedisBroker;
+pub use node::{Cluster, ClusterError};
+pub use redis_registry::RedisRegistry;
+
+/// A change in what this node holds, which decides the channels it listens to (a group's
+/// channel only while it has local members of the group, a system's while it has clients of
+/// it). The gateway reports each one; a broker for a single node ignores them.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// A client of `system` connected to this node.
+    ClientUp {
+        /// Its system.
+        system: &'a str,
+    },
+    /// A client of `system` on this node went away.
+    ClientDown {
+        /// Its system.
+        system: &'a str,
+    },
+    /// `client` (of this node or another) joined `group`.
+    Joined {
+        /// Its system.
+        system: &'a str,
+        /// The group.
+        group: &'a str,
+        /// The client.
+        client: &'a str,
+    },
+    /// `client` (of this node or another) left `group`.
+    Left {
+        /// Its system.
+        system: &'a str,
+        /// The group.
+        group: &'a str,
+        /// The client.
+        client: &'a str,
+    },
+}
+
+/// What `/healthz` shows of the cluster.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterHealth {
+    /// This node's id.
+    pub node: u32,
+    /// `up` or `down`: whether the last Redis command or ping succeeded.
+    pub redis: &'static str,
+    /// Packets received from other nodes.
+    pub messages_in: u64,
+    /// Packets published to other nodes.
+    pub messages_out: u64,
+    /// Publishes that failed (Redis down or too slow).
+    pub publish_failures: u64,
+    /// Nodes listed in the cluster, this one included (live or not yet reaped).
+    pub peers: i64,
+    /// Clients of dead nodes this node removed from the registry.
+    pub reaped_clients: u64,
+}
+
+/// How packets from other nodes reach this node's connections: implemented by the gateway,
+/// called by the cluster's receiving task (one at a time, in the order they were published).
+#[async_trait::async_trait]
+pub trait LocalDelivery: Send + Sync + 'static {
+    /// Queue `msg` to those of `clients` of `system` held here, except `exclude`; how many.
+    fn to_local_clients(
+        &self,
+        system: &str,
+        clients: &[String],
+        exclude: &[String],
+        msg: &Message,
+    ) -> usize;
+    /// Queue `msg` to every client of `system` held here, except `exclude`; how many.
+    async fn to_local_system(&self, system: &str, exclude: &[String], msg: Message) -> usize;
+    /// Close `client` of `system` if it is held here, after what is queued to it.
+    fn close_local_client(&self, system: &str, client: &str, code: u16, reason: &str);
+    /// `client` of a dead node was removed from the registry by this node (see
+    /// [`lease`](self)): tell its groups' members (1002) and this node's plugin (`on-close`).
+    fn reaped(&self, system: &str, client: &str, left: Vec<crate::registry::Left>);
+    /// This node was reaped while it was away: close every client it holds with `code`.
+    fn close_all_local(&self, code: u16, reason: &str);
+}
 
 /// Delivery to clients connected to other nodes. Implementations route, never broadcast
 /// everything: a client by the node in its id ([`crate::ids::node_of`]), a group or a system
@@ -54,6 +143,15 @@ pub trait Broker: Send + Sync + 'static {
         code: CloseCode,
         reason: &CloseReason,
     ) -> Result<(), RegistryError>;
+    /// Something this node holds changed (see [`Change`]). Never fails: a broker that cannot
+    /// act on it logs why.
+    fn track(&self, change: Change<'_>) {
+        let _ = change;
+    }
+    /// The cluster's state for `/healthz`; `None` for a broker without one.
+    fn health(&self) -> Option<ClusterHealth> {
+        None
+    }
 }
 
 #[cfg(test)]

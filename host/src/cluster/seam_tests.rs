@@ -175,3 +175,23 @@ async fn a_broker_that_cannot_publish_answers_unavailable_as_503() {
     let api: ApiError = err.into();
     assert_eq!(api.status().as_u16(), 503);
 }
+
+/// Before cluster mode, a group notice reached only this node's members: a member on another
+/// node never heard that someone joined.
+#[tokio::test]
+async fn group_notices_for_members_on_other_nodes_go_through_the_group_channel() {
+    let broker = Arc::new(Recorder::default());
+    let (gw, local, remote) = setup(Some(broker.clone())).await;
+    gw.registry()
+        .join_group("s", &remote, "g", Member::default())
+        .await
+        .expect("remote joins");
+    let group = crate::domain::names::GroupName::parse("g", &gw.config().limits).expect("name");
+    gw.join_group("s", &local, &group, Member::default())
+        .await
+        .expect("join");
+    let calls = broker.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].starts_with("group s g -1 "), "{calls:?}");
+    assert!(calls[0].contains("1001"), "{calls:?}");
+}

@@ -4,7 +4,10 @@
 //! same rule. Counts and sizes (groups per client and per system, info entries and bytes) are
 //! the registry's to check, since it holds what they count.
 
+use tracing::warn;
+
 use super::{Gateway, GatewayError};
+use crate::cluster::Change;
 use crate::domain::names::{GroupName, Uid};
 use crate::registry::{Info, Left, Member};
 use crate::wire::{NOTICE_OFFLINE, NOTICE_ONLINE, notice};
@@ -24,7 +27,19 @@ impl Gateway {
             .join_group(system, client, group, member.clone())
             .await?;
         if joined.new {
-            self.notify(system, &joined.others, NOTICE_ONLINE, client, &member);
+            self.track(Change::Joined {
+                system,
+                group,
+                client,
+            });
+            self.notify(
+                system,
+                group,
+                &joined.others,
+                NOTICE_ONLINE,
+                client,
+                &member,
+            );
         }
         Ok(())
     }
@@ -41,15 +56,31 @@ impl Gateway {
             .registry
             .leave_group(system, client, group)
             .await?;
+        self.track(Change::Left {
+            system,
+            group,
+            client,
+        });
         self.notify_left(system, client, &left);
         Ok(())
     }
 
     pub(super) fn notify_left(&self, system: &str, client: &str, left: &Left) {
-        self.notify(system, &left.others, NOTICE_OFFLINE, client, &left.member);
+        let (others, member) = (&left.others, &left.member);
+        self.notify(system, &left.group, others, NOTICE_OFFLINE, client, member);
     }
 
-    fn notify(&self, system: &str, to: &[String], code: i64, client: &str, member: &Member) {
+    /// Send a group notice about `client` to `to`: here directly, and through the group's
+    /// channel when some of them are on other nodes (each node tells its own members).
+    fn notify(
+        &self,
+        system: &str,
+        group: &str,
+        to: &[String],
+        code: i64,
+        client: &str,
+        member: &Member,
+    ) {
         let enabled = self
             .config()
             .systems
@@ -60,6 +91,14 @@ impl Gateway {
         }
         let id = self.next_message_id();
         let frame = notice(&id, code, client, &member.user_id, &member.extend);
+        if let Some(broker) = self.inner.broker.get()
+            && to.iter().any(|c| self.remote_broker(c).is_some())
+        {
+            let exclude = [client.to_owned()];
+            if let Err(e) = broker.to_group(system, group, &exclude, &frame) {
+                warn!(system, group, client, cause = %e, "group notice not sent to other nodes");
+            }
+        }
         self.deliver_all(system, to, &[], &frame);
     }
 

@@ -9,6 +9,7 @@
 //! `members.rs` groups, uids and info, `systems.rs` registering and unregistering systems.
 
 mod members;
+mod remote;
 mod send;
 mod systems;
 
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::cluster::Broker;
+use crate::cluster::{Broker, Change, ClusterHealth};
 use crate::config::Config;
 use crate::domain::close::{CloseCode, CloseError, CloseReason};
 use crate::domain::names::NameError;
@@ -168,6 +169,23 @@ impl Gateway {
         let _ = self.inner.broker.set(broker);
     }
 
+    /// This node's id (in every client id it hands out).
+    pub fn node_id(&self) -> u32 {
+        self.inner.ids.node()
+    }
+
+    /// The cluster's state for `/healthz`; `None` on a single node.
+    pub fn cluster_health(&self) -> Option<ClusterHealth> {
+        self.inner.broker.get()?.health()
+    }
+
+    /// Tell the broker (cluster mode only) what changed on this node.
+    fn track(&self, change: Change<'_>) {
+        if let Some(broker) = self.inner.broker.get() {
+            broker.track(change);
+        }
+    }
+
     /// The broker when `client` is held by another node (its id names another node); `None` on
     /// a single node, so that path never looks at the id.
     fn remote_broker(&self, client: &str) -> Option<&Arc<dyn Broker>> {
@@ -221,6 +239,7 @@ impl Gateway {
             .connections
             .get_or_create(&Metrics::system(system))
             .inc();
+        self.track(Change::ClientUp { system });
         Ok((id, rx))
     }
 
@@ -299,6 +318,11 @@ impl Gateway {
         match self.inner.registry.remove_client(system, client).await {
             Ok(left) => {
                 for l in left {
+                    self.track(Change::Left {
+                        system,
+                        group: &l.group,
+                        client,
+                    });
                     self.notify_left(system, client, &l);
                 }
             }
@@ -310,6 +334,7 @@ impl Gateway {
             }
             Err(err) => debug!(cause = %err, client, "client already gone from the registry"),
         }
+        self.track(Change::ClientDown { system });
         if let Some(sink) = self.inner.events.get() {
             sink.close(system, client, code, reason);
         }

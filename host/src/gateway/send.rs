@@ -166,7 +166,12 @@ impl Gateway {
     /// take no turn, so two concurrent small broadcasts from different senders (like any two
     /// concurrent sends) may reach two clients in different orders; each sender's own order
     /// per client always holds.
-    async fn fan_out(&self, system: &str, targets: Vec<Outbound>, msg: Prepared) -> usize {
+    pub(super) async fn fan_out(
+        &self,
+        system: &str,
+        targets: Vec<Outbound>,
+        msg: Prepared,
+    ) -> usize {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let table = (workers > 1 && targets.len() >= FAN_OUT_SPLIT_MIN)
             .then(|| self.inner.by_system.get(system).map(|t| t.clone()))

@@ -1,0 +1,74 @@
+//! Delivery of what other nodes publish to this node's clients ([`LocalDelivery`]): the same
+//! local queues as every other send, counted the same way.
+
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Gateway;
+use crate::cluster::LocalDelivery;
+use crate::domain::close::CloseCode;
+use crate::outbound::{Outbound, Prepared};
+use crate::registry::Left;
+
+/// The reason a plugin's `on-close` gets for a client of a dead node (with code 1006: the
+/// connection ended without a close frame, as far as anyone can tell).
+pub const REAPED_REASON: &str = "node lost";
+
+#[async_trait::async_trait]
+impl LocalDelivery for Gateway {
+    fn to_local_clients(
+        &self,
+        system: &str,
+        clients: &[String],
+        exclude: &[String],
+        msg: &Message,
+    ) -> usize {
+        self.deliver_all(system, clients, exclude, msg)
+    }
+
+    async fn to_local_system(&self, system: &str, exclude: &[String], msg: Message) -> usize {
+        let targets: Vec<Outbound> = match self.inner.by_system.get(system) {
+            Some(table) => table
+                .conns
+                .read()
+                .iter()
+                .filter(|(id, _)| !exclude.contains(id))
+                .map(|(_, out)| out.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        self.fan_out(system, targets, Prepared::new(msg)).await
+    }
+
+    fn reaped(&self, system: &str, client: &str, left: Vec<Left>) {
+        for l in &left {
+            self.notify_left(system, client, l);
+        }
+        if let Some(sink) = self.inner.events.get() {
+            sink.close(system, client, CloseCode::ABNORMAL.get(), REAPED_REASON);
+        }
+    }
+
+    fn close_all_local(&self, code: u16, reason: &str) {
+        for conn in self.inner.connections.iter() {
+            conn.out.close(CloseCode::from_peer(code), reason);
+        }
+    }
+
+    fn close_local_client(&self, system: &str, client: &str, code: u16, reason: &str) {
+        // Checked by the node that took the request; checked again: a packet is outside input.
+        let Ok(code) = CloseCode::application(code) else {
+            tracing::warn!(
+                system,
+                client,
+                code,
+                "cluster close with a code not allowed"
+            );
+            return;
+        };
+        if let Some(conn) = self.inner.connections.get(client)
+            && &*conn.system == system
+        {
+            conn.out.close(code, reason);
+        }
+    }
+}
