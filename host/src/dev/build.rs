@@ -200,15 +200,15 @@ async fn cargo_metadata(src: &Path) -> Result<(String, PathBuf), DevError> {
 fn rust_artifact(meta: &Value, manifest: &Path) -> Result<(String, PathBuf), DevError> {
     let wanted = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_owned());
     let packages = meta["packages"].as_array().cloned().unwrap_or_default();
+    let is_wanted = |p: &&Value| {
+        p["manifest_path"].as_str().is_some_and(|m| {
+            std::fs::canonicalize(m).unwrap_or_else(|_| PathBuf::from(m)) == wanted
+        })
+    };
     let package = packages
         .iter()
-        .find(|p| {
-            p["manifest_path"]
-                .as_str()
-                .map(|m| std::fs::canonicalize(m).unwrap_or_else(|_| m.into()))
-                == Some(wanted.clone())
-        })
-        .or_else(|| (packages.len() == 1).then(|| &packages[0]))
+        .find(is_wanted)
+        .or_else(|| packages.first().filter(|_| packages.len() == 1))
         .ok_or_else(|| DevError::Toolchain(format!("no package in {}", manifest.display())))?;
     let name = package["name"].as_str().unwrap_or_default().to_owned();
     let lib = package["targets"]

@@ -73,7 +73,8 @@ impl Gateway {
             http,
             child: None,
         };
-        match gw.list().await {
+        let probe = gw.list().await;
+        match probe {
             Ok(_) => {
                 say(&format!(
                     "attached to the gateway at {}: it must watch {} (its `--plugins`); the \
@@ -97,6 +98,10 @@ impl Gateway {
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
         }
+        // Its own process group: a Ctrl-C in the terminal reaches `wasmgate dev` only, which
+        // then stops the gateway (else both race to exit and dev reports a dead gateway).
+        #[cfg(unix)]
+        cmd.process_group(0);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -117,7 +122,8 @@ impl Gateway {
                     "the gateway it started on {addr} exited ({status})"
                 )));
             }
-            match gw.list().await {
+            let probe = gw.list().await;
+            match probe {
                 Ok(_) => break,
                 Err(DevError::Unreachable(_)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -184,7 +184,9 @@ async fn run_in(
             Some(save) => save,
             None => tokio::select! {
                 () = &mut stop => break Ok(()),
-                status = gw.exited() => break Err(DevError::Gateway(format!("the gateway exited ({status})"))),
+                status = gw.exited() => {
+                    break Err(DevError::Gateway(format!("the gateway exited ({status})")));
+                }
                 burst = watcher.next_burst(settle) => match burst {
                     Some(save) => save,
                     None => break Err(DevError::Watch("the watcher stopped".into())),
@@ -193,9 +195,11 @@ async fn run_in(
         };
         tokio::select! {
             () = &mut stop => break Ok(()),
-            r = dev.cycle(&gw, save) => if let Err(e) = r {
-                say(&format!("error: {e}"));
-            },
+            r = dev.cycle(&gw, save) => {
+                if let Err(e) = r {
+                    say(&format!("error: {e}"));
+                }
+            }
         }
         next = watcher.pending(settle).await;
         if next.is_none() {

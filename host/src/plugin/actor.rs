@@ -28,7 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tracing::{info, warn};
 use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::domain::close::{CloseCode, CloseReason as Reason};
+use crate::domain::close::CloseReason as Reason;
 use crate::gateway::ConnectVerdict;
 
 use super::bindings::{
