@@ -224,8 +224,10 @@ fn member_data_is_held_to_the_gateways_limits() {
 
 #[test]
 fn an_event_sends_at_most_its_budget() {
-    let mut config = Config::default();
-    config.max_queue_messages = 5;
+    let config = Config {
+        max_queue_messages: 5,
+        ..Config::default()
+    };
     let mut sim = Sim::builder(SPAMMER)
         .gateway_config(config)
         .build()

@@ -27,8 +27,6 @@ const PROBE: &str = "build-js-plugin.sh";
 pub struct Recipe {
     /// The source folder.
     pub src: PathBuf,
-    /// The language.
-    pub language: Language,
     /// The plugin's name (`<name>.wasm` in the plugins folder).
     pub name: String,
     how: How,
@@ -68,7 +66,6 @@ impl Recipe {
                 };
                 Ok(Recipe {
                     src: src.to_owned(),
-                    language,
                     name,
                     how: How::Cargo {
                         manifest: src.join("Cargo.toml"),
@@ -84,7 +81,6 @@ impl Recipe {
                 };
                 Ok(Recipe {
                     src: src.to_owned(),
-                    language,
                     how: How::Script {
                         script: dir.join(script),
                         out: work.join(format!("{name}.wasm")),

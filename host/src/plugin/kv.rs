@@ -73,7 +73,6 @@ pub(crate) struct Kv {
     changed: Option<Arc<Notify>>,
 }
 
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

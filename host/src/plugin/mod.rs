@@ -167,7 +167,7 @@ impl PluginHost {
             call_timeout: pc.call_timeout,
             init_timeout: (pc.call_timeout * 10).max(Duration::from_secs(1)),
             max_memory_bytes: pc.max_memory_bytes,
-            sends_per_event: rules::sends_per_event(&config),
+            sends_per_event: rules::sends_per_event(config),
             logs_per_event: LOG_LINES_PER_EVENT,
         };
         let host = Arc::new(PluginHost {
