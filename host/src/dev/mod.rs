@@ -101,20 +101,20 @@ pub enum DevError {
     #[error("gateway: {0}")]
     Gateway(String),
     /// A file operation failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a separate cause: said once).
+        cause: std::io::Error,
     },
 }
 
 impl DevError {
-    fn io(path: &Path, source: std::io::Error) -> DevError {
+    fn io(path: &Path, cause: std::io::Error) -> DevError {
         DevError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         }
     }
 }
