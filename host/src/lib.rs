@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod dev;
 pub mod domain;
 pub mod events;
 pub mod gateway;

@@ -1,12 +1,13 @@
-//! The `wasmgate` binary: read the configuration, then run the gateway until ctrl-c or SIGTERM.
+//! The `wasmgate` binary: read the configuration, then run the gateway until ctrl-c or SIGTERM;
+//! or, as `wasmgate dev <plugin source folder>`, the plugin author's edit loop (`wasmgate::dev`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use wasmgate::config::{Config, LogFormat};
-use wasmgate::{server, telemetry};
+use wasmgate::{dev, server, telemetry};
 
 /// Why jemalloc and not glibc malloc (memory, issue 11): compiling a plugin allocates hundreds
 /// of MB on several threads for a few seconds, and glibc keeps what was freed in its arenas,
@@ -47,11 +48,24 @@ struct Cli {
     /// This node's id (0 to 4294967295), in every clientId [default: random].
     #[arg(long)]
     node_id: Option<u32>,
+    /// Without a subcommand, run the gateway.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a plugin on every save and hot-reload it into a local gateway (started if none
+    /// answers), printing build errors and the plugin's log lines.
+    Dev(dev::DevArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Dev(args)) = cli.command {
+        return dev::run(args).await.context("wasmgate dev");
+    }
     let mut config = Config::load(cli.config.as_deref()).context("reading the configuration")?;
     if let Some(listen) = cli.listen {
         config.listen = listen;

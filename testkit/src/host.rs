@@ -1,6 +1,13 @@
 //! The `host` interface of contract 0.2.0 against the simulated state, with the gateway's
-//! answers: unknown clients are `unknown-client`, names follow the gateway's default rule
-//! (1–128 bytes), close codes must be 1000 or 3000–4999, a timer's client must be connected.
+//! answers: unknown clients are `unknown-client`, and every limit (names, member data, close
+//! codes and reasons, info maps, groups per client and per system, the key-value quotas, timer
+//! caps, the send and log budgets of an event) is checked by the gateway's own rules
+//! (`wasmgate::plugin::rules`) against the configured limits, so a refusal reads exactly as the
+//! gateway's.
+
+use std::collections::BTreeMap;
+
+use wasmgate::plugin::rules::{self, Refusal};
 
 use crate::bindings::wasmgate::plugin::host::Host;
 use crate::bindings::wasmgate::plugin::types::{self, Error, Level, Member, Message};
@@ -8,8 +15,13 @@ use crate::state::{Followup, Frame, LogLine, Pending, SimState};
 
 type R<T> = Result<T, Error>;
 
-/// The gateway's default `limits.max_name_bytes`.
-const MAX_NAME: usize = 128;
+/// A refusal of the gateway's rules as the kit's WIT error.
+fn refused(r: Refusal) -> Error {
+    match r {
+        Refusal::InvalidArgument(m) => Error::InvalidArgument(m),
+        Refusal::QuotaExceeded(m) => Error::QuotaExceeded(m),
+    }
+}
 
 fn frame(msg: Message) -> Frame {
     match msg {
@@ -18,20 +30,68 @@ fn frame(msg: Message) -> Frame {
     }
 }
 
-fn name(what: &str, value: &str) -> R<()> {
-    if value.is_empty() || value.len() > MAX_NAME {
-        return Err(Error::InvalidArgument(format!(
-            "{what} must be 1 to {MAX_NAME} bytes"
-        )));
-    }
-    Ok(())
-}
-
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl SimState {
+    fn group(&self, group: &str) -> R<()> {
+        rules::group(group, &self.world.config.limits)
+            .map(drop)
+            .map_err(refused)
+    }
+
+    fn uid(&self, uid: &str) -> R<()> {
+        rules::uid(uid, &self.world.config.limits)
+            .map(drop)
+            .map_err(refused)
+    }
+
+    /// Take one send from the event's budget.
+    fn charge_send(&mut self) -> R<()> {
+        match self.world.sends_left.checked_sub(1) {
+            Some(left) => {
+                self.world.sends_left = left;
+                Ok(())
+            }
+            None => Err(refused(rules::too_many_sends(rules::sends_per_event(
+                &self.world.config,
+            )))),
+        }
+    }
+
+    /// `info` as the client's map, if the gateway's info limits allow it.
+    fn set_info_checked(&mut self, client: &str, info: BTreeMap<String, String>) -> R<()> {
+        rules::info(&info, &self.world.config.limits).map_err(refused)?;
+        match self.world.client(client) {
+            Some(c) => {
+                c.info = info;
+                Ok(())
+            }
+            None => Err(Error::UnknownClient(client.to_owned())),
+        }
+    }
+
+    /// Store `value` at `key` within the gateway's key-value quotas.
+    fn kv_put(&mut self, key: String, value: Vec<u8>) -> R<()> {
+        let kv = &self.world.kv;
+        let bytes: usize = kv.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let old = kv.get(&key).map_or(0, |v| key.len() + v.len());
+        rules::kv_set(&key, value.len(), kv.len(), bytes, old).map_err(refused)?;
+        self.world.kv.insert(key, value);
+        Ok(())
+    }
+
+    /// Deliver `msg` to every connected client of `to`; how many got it.
+    fn deliver_all(&mut self, to: &[String], msg: Message) -> u32 {
+        let f = frame(msg);
+        count(
+            to.iter()
+                .filter(|c| self.world.deliver(c, f.clone()))
+                .count(),
+        )
+    }
+
     fn known(&mut self, client: &str) -> R<()> {
         match self.world.client(client) {
             Some(_) => Ok(()),
@@ -44,6 +104,7 @@ impl types::Host for SimState {}
 
 impl Host for SimState {
     fn send_to_client(&mut self, client: String, msg: Message) -> R<()> {
+        self.charge_send()?;
         if self.world.deliver(&client, frame(msg)) {
             Ok(())
         } else {
@@ -52,43 +113,42 @@ impl Host for SimState {
     }
 
     fn send_to_clients(&mut self, clients: Vec<String>, msg: Message) -> R<u32> {
-        let f = frame(msg);
-        let n = clients
-            .iter()
-            .filter(|c| self.world.deliver(c, f.clone()))
-            .count();
-        Ok(count(n))
+        self.charge_send()?;
+        Ok(self.deliver_all(&clients, msg))
     }
 
     fn send_to_group(&mut self, group: String, msg: Message, exclude: Vec<String>) -> R<u32> {
-        name("group", &group)?;
+        self.group(&group)?;
+        self.charge_send()?;
         let to: Vec<String> = self
             .world
             .members(&group)
             .into_iter()
             .filter(|c| !exclude.contains(c))
             .collect();
-        self.send_to_clients(to, msg)
+        Ok(self.deliver_all(&to, msg))
     }
 
     fn send_to_system(&mut self, msg: Message, exclude: Vec<String>) -> R<u32> {
+        self.charge_send()?;
         let to: Vec<String> = self
             .world
             .connected()
             .map(|(id, _)| id.clone())
             .filter(|c| !exclude.contains(c))
             .collect();
-        self.send_to_clients(to, msg)
+        Ok(self.deliver_all(&to, msg))
     }
 
     fn send_to_uid(&mut self, uid: String, msg: Message) -> R<u32> {
-        name("uid", &uid)?;
+        self.uid(&uid)?;
+        self.charge_send()?;
         let to = self.world.by_uid(&uid);
-        self.send_to_clients(to, msg)
+        Ok(self.deliver_all(&to, msg))
     }
 
     fn bind_uid(&mut self, client: String, uid: String) -> R<()> {
-        name("uid", &uid)?;
+        self.uid(&uid)?;
         self.known(&client)?;
         if let Some(c) = self.world.client(&client) {
             c.uid = Some(uid);
@@ -129,11 +189,19 @@ impl Host for SimState {
     }
 
     fn join_group(&mut self, client: String, group: String, member: Member) -> R<()> {
-        name("group", &group)?;
-        if member.user_id.len() > MAX_NAME {
-            return Err(Error::InvalidArgument("user-id too long".into()));
-        }
+        self.group(&group)?;
+        rules::member(&member.user_id, &member.extend, &self.world.config.limits)
+            .map_err(refused)?;
         self.known(&client)?;
+        let (already, mine) = self.world.clients.get(&client).map_or((false, 0), |c| {
+            (c.groups.contains_key(&group), c.groups.len())
+        });
+        if !already {
+            let exists = !self.world.members(&group).is_empty();
+            let system_groups = self.world.groups().len();
+            let (system, limits) = (&self.world.system, &self.world.config.limits);
+            rules::join(&client, system, mine, system_groups, exists, limits).map_err(refused)?;
+        }
         let others: Vec<String> = self
             .world
             .members(&group)
@@ -152,7 +220,7 @@ impl Host for SimState {
     }
 
     fn leave_group(&mut self, client: String, group: String) -> R<()> {
-        name("group", &group)?;
+        self.group(&group)?;
         self.known(&client)?;
         let member = self
             .world
@@ -197,14 +265,7 @@ impl Host for SimState {
     }
 
     fn close_client(&mut self, client: String, code: u16, reason: String) -> R<()> {
-        if !(code == 1000 || (3000..=4999).contains(&code)) {
-            return Err(Error::InvalidArgument(format!(
-                "close code {code}: use 1000 or 3000-4999"
-            )));
-        }
-        if reason.len() > 123 {
-            return Err(Error::InvalidArgument("close reason over 123 bytes".into()));
-        }
+        rules::close(code, &reason).map_err(refused)?;
         self.known(&client)?;
         self.world
             .followups
@@ -232,50 +293,39 @@ impl Host for SimState {
     }
 
     fn set_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
-        match self.world.client(&client) {
-            Some(c) => {
-                c.info = info.into_iter().collect();
-                Ok(())
-            }
-            None => Err(Error::UnknownClient(client)),
-        }
+        self.set_info_checked(&client, info.into_iter().collect())
     }
 
     fn update_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
-        match self.world.client(&client) {
-            Some(c) => {
-                c.info.extend(info);
-                Ok(())
-            }
-            None => Err(Error::UnknownClient(client)),
-        }
+        // As the gateway's registry: the incoming map is checked first, then the merge.
+        let info: BTreeMap<String, String> = info.into_iter().collect();
+        rules::info(&info, &self.world.config.limits).map_err(refused)?;
+        let mut merged = match self.world.client(&client) {
+            Some(c) => c.info.clone(),
+            None => return Err(Error::UnknownClient(client)),
+        };
+        merged.extend(info);
+        self.set_info_checked(&client, merged)
     }
 
     fn kv_get(&mut self, key: String) -> R<Option<Vec<u8>>> {
+        rules::kv_key(&key).map_err(refused)?;
         Ok(self.world.kv.get(&key).cloned())
     }
 
     fn kv_set(&mut self, key: String, value: Vec<u8>) -> R<()> {
-        self.world.kv.insert(key, value);
-        Ok(())
+        self.kv_put(key, value)
     }
 
     fn kv_delete(&mut self, key: String) -> R<bool> {
+        rules::kv_key(&key).map_err(refused)?;
         Ok(self.world.kv.remove(&key).is_some())
     }
 
     fn kv_incr(&mut self, key: String, delta: i64) -> R<i64> {
-        let current = match self.world.kv.get(&key) {
-            None => 0,
-            Some(v) => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| Error::InvalidArgument(format!("{key} is not an integer")))?,
-        };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| Error::InvalidArgument(format!("{key} would overflow")))?;
-        self.world.kv.insert(key, next.to_string().into_bytes());
+        let raw = self.world.kv.get(&key).map(Vec::as_slice);
+        let next = rules::kv_incr(&key, raw, delta).map_err(refused)?;
+        self.kv_put(key, next.to_string().into_bytes())?;
         Ok(next)
     }
 
@@ -293,6 +343,7 @@ impl Host for SimState {
         if let Some(c) = &client {
             self.known(c)?;
         }
+        rules::timer(delay_ms, payload.len(), self.world.timers.len()).map_err(refused)?;
         self.world.next_timer += 1;
         let id = self.world.next_timer;
         let due_ms = self.world.now_ms.saturating_add(delay_ms);
@@ -312,6 +363,9 @@ impl Host for SimState {
     }
 
     fn log(&mut self, level: Level, message: String) {
+        if !self.world.take_log_line() {
+            return;
+        }
         let level = match level {
             Level::Trace => "trace",
             Level::Debug => "debug",

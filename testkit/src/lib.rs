@@ -24,8 +24,12 @@
 //! # }
 //! ```
 //!
-//! What it does not simulate: the gateway's limits (call deadlines are a fuel budget here,
-//! queue bounds and send budgets are not enforced), several instances, other systems, and the
+//! Limits are the gateway's, from its own rules (`wasmgate::plugin::rules`): names, member
+//! data, close codes and reasons, info maps, groups per client and per system, key-value keys,
+//! values and quotas, timer delays, payloads and counts, the send and log budgets of an event,
+//! reject codes, the memory cap. They are the default gateway's unless
+//! [`SimBuilder::gateway_config`] gives a configuration. What it does not simulate: call
+//! deadlines (a fuel budget here), queue bounds, several instances, other systems, and the
 //! cluster. Events are handled one at a time, like one instance; a close requested by the
 //! plugin (`close-client`) is delivered as `on-close` after the event that asked for it.
 //!
@@ -40,7 +44,7 @@ mod sim;
 mod state;
 
 pub use bindings::wasmgate::plugin::types::{ConnectContext, Member};
-pub use sim::{Sim, SimBuilder};
+pub use sim::{Sim, SimBuilder, empty_context};
 pub use state::{Frame, LogLine};
 
 /// What can go wrong driving a simulation.

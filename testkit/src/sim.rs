@@ -66,6 +66,7 @@ pub struct SimBuilder {
     config: String,
     start_ms: u64,
     fuel: u64,
+    gateway: wasmgate::Config,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +100,14 @@ impl SimBuilder {
         self
     }
 
+    /// The gateway configuration whose limits the simulation enforces (`limits.*`,
+    /// `max_queue_messages` for the send budget, `plugin.max_memory_bytes`); default: the
+    /// gateway's defaults, so a plugin meets the limits a default gateway enforces.
+    pub fn gateway_config(mut self, config: wasmgate::Config) -> Self {
+        self.gateway = config;
+        self
+    }
+
     /// Load, link and instantiate the plugin, and run its `init`.
     pub fn build(self) -> Result<Sim, KitError> {
         let bytes = match &self.source {
@@ -122,6 +131,7 @@ impl SimBuilder {
         let pre = PluginPre::new(pre)
             .map_err(|e| KitError::Load(format!("exports of wasmgate:plugin@0.2.0: {e:#}")))?;
         let world = World {
+            config: self.gateway,
             system: self.system,
             now_ms: self.start_ms,
             ..World::default()
@@ -184,6 +194,7 @@ impl Sim {
             config: String::new(),
             start_ms: DEFAULT_START_MS,
             fuel: DEFAULT_FUEL,
+            gateway: wasmgate::Config::default(),
         }
     }
 
@@ -195,6 +206,7 @@ impl Sim {
         self.store = Store::new(&engine, SimState::new(world));
         self.store.limiter(|s| &mut s.limits);
         self.set_fuel()?;
+        self.store.data_mut().world.start_event();
         let plugin = self
             .pre
             .instantiate(&mut self.store)
@@ -227,6 +239,7 @@ impl Sim {
             self.instantiate()?;
         }
         self.set_fuel()?;
+        self.store.data_mut().world.start_event();
         let Some(plugin) = &self.instance else {
             return Err(KitError::Init("no instance".into()));
         };
@@ -308,16 +321,14 @@ impl Sim {
         match self.call("on-connect", |p, s| p.call_on_connect(s, &id, &ctx)) {
             Ok(Ok(())) | Err(KitError::Trap { .. }) => Ok(id),
             Ok(Err(reject)) => {
-                let code = if reject.code == 1000 || (3000..=4999).contains(&reject.code) {
-                    reject.code
-                } else {
-                    4000
-                };
-                self.leave(&id, code, &reject.reason)?;
-                Err(KitError::Rejected {
-                    code,
-                    reason: reject.reason,
-                })
+                // As the gateway: an invalid code becomes 4000, the reason is cut to what a
+                // close frame holds.
+                let code = wasmgate::plugin::rules::reject_code(reject.code);
+                let reason = wasmgate::domain::close::CloseReason::truncated(&reject.reason)
+                    .as_str()
+                    .to_owned();
+                self.leave(&id, code, &reason)?;
+                Err(KitError::Rejected { code, reason })
             }
             Err(e) => Err(e),
         }

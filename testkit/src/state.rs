@@ -87,6 +87,13 @@ pub(crate) struct SimState {
 /// Everything the plugin can observe or change, kept across instances.
 #[derive(Debug, Default)]
 pub(crate) struct World {
+    /// The gateway configuration whose limits apply (the gateway's defaults unless the
+    /// builder was given one).
+    pub config: wasmgate::Config,
+    /// Sends the current event may still make (`rules::sends_per_event`).
+    pub sends_left: u32,
+    /// Log lines the current event may still write (`rules::LOG_LINES_PER_EVENT`).
+    pub logs_left: u32,
     pub system: String,
     pub clients: BTreeMap<String, ClientState>,
     pub kv: BTreeMap<String, Vec<u8>>,
@@ -97,9 +104,6 @@ pub(crate) struct World {
     pub followups: Vec<Followup>,
     pub next_message: u64,
 }
-
-/// Memory cap of the simulated instance, as the gateway's default.
-pub(crate) const MAX_MEMORY: usize = 64 * 1024 * 1024;
 
 impl SimState {
     pub(crate) fn new(world: World) -> Self {
@@ -112,7 +116,9 @@ impl SimState {
         SimState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(MAX_MEMORY).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(world.config.plugin.max_memory_bytes)
+                .build(),
             stdout,
             stderr,
             stdio_seen: [0, 0],
@@ -133,6 +139,10 @@ impl SimState {
                 continue;
             };
             for line in String::from_utf8_lossy(&new[..end]).lines() {
+                // stdout/stderr lines count against the event's log budget, as in the gateway.
+                if !self.world.take_log_line() {
+                    continue;
+                }
                 self.world.logs.push(LogLine {
                     level: level.to_owned(),
                     message: line.to_owned(),
@@ -153,6 +163,23 @@ impl WasiView for SimState {
 }
 
 impl World {
+    /// A new event starts: its send and log budgets are full again.
+    pub(crate) fn start_event(&mut self) {
+        self.sends_left = wasmgate::plugin::rules::sends_per_event(&self.config);
+        self.logs_left = wasmgate::plugin::rules::LOG_LINES_PER_EVENT;
+    }
+
+    /// Take one line from the event's log budget (past it, lines are dropped).
+    pub(crate) fn take_log_line(&mut self) -> bool {
+        match self.logs_left.checked_sub(1) {
+            Some(left) => {
+                self.logs_left = left;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A connected client.
     pub(crate) fn client(&mut self, id: &str) -> Option<&mut ClientState> {
         self.clients.get_mut(id).filter(|c| c.connected)

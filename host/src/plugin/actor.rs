@@ -28,7 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use tracing::{info, warn};
 use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
-use crate::domain::close::{CloseCode, CloseReason as Reason};
+use crate::domain::close::CloseReason as Reason;
 use crate::gateway::ConnectVerdict;
 
 use super::bindings::{
@@ -442,14 +442,14 @@ fn backoff(failures: u32) -> Option<Duration> {
 /// (the rule of `CloseCode::application`), reasons are cut to what a close frame
 /// holds (`CloseReason::truncated`).
 fn reject_verdict(plugin: &str, code: u16, reason: &str) -> ConnectVerdict {
-    let code = match CloseCode::application(code) {
-        Ok(c) => c.get(),
-        Err(_) => {
+    let code = match super::rules::reject_code(code) {
+        valid if valid == code => code,
+        replaced => {
             warn!(
                 plugin,
-                code, "plugin rejected with an invalid close code: using 4000"
+                code, "plugin rejected with an invalid close code: using {replaced}"
             );
-            4000
+            replaced
         }
     };
     ConnectVerdict::Reject {

@@ -84,6 +84,16 @@ pub(crate) fn from_info(info: Info) -> Vec<(String, String)> {
     info.into_iter().collect()
 }
 
+/// A refused host call as the guest sees it (the same answer the test kit gives).
+impl From<super::rules::Refusal> for WitError {
+    fn from(r: super::rules::Refusal) -> Self {
+        match r {
+            super::rules::Refusal::InvalidArgument(m) => WitError::InvalidArgument(m),
+            super::rules::Refusal::QuotaExceeded(m) => WitError::QuotaExceeded(m),
+        }
+    }
+}
+
 /// The WIT error a guest sees for a failed gateway operation: the same classes and messages
 /// as the HTTP API (400 → `invalid-argument`, 413/429 → `quota-exceeded`).
 pub(crate) fn to_wit_error(err: GatewayError) -> WitError {

@@ -25,6 +25,7 @@ use super::bindings::{
 };
 use super::entry::now_ms;
 use super::metrics::QuotaLabels;
+use super::rules;
 use super::state::HostState;
 
 type R<T> = Result<T, WitError>;
@@ -63,20 +64,7 @@ impl HostState {
     /// may be empty), `extend` at most `limits.max_info_bytes`.
     fn member(&self, member: WitMember) -> R<Member> {
         let limits = &self.plugin.gateway.config().limits;
-        if member.user_id.len() > limits.max_name_bytes {
-            return Err(WitError::InvalidArgument(format!(
-                "user-id is {} bytes, over limits.max_name_bytes ({})",
-                member.user_id.len(),
-                limits.max_name_bytes
-            )));
-        }
-        if member.extend.len() > limits.max_info_bytes {
-            return Err(WitError::QuotaExceeded(format!(
-                "extend is {} bytes, over limits.max_info_bytes ({})",
-                member.extend.len(),
-                limits.max_info_bytes
-            )));
-        }
+        rules::member(&member.user_id, &member.extend, limits)?;
         Ok(Member {
             user_id: member.user_id,
             extend: member.extend,
@@ -94,10 +82,7 @@ impl HostState {
                     budget: "sends".into(),
                 })
                 .inc();
-            return Err(WitError::QuotaExceeded(format!(
-                "at most {} sends per event",
-                self.plugin.limits.sends_per_event
-            )));
+            return Err(rules::too_many_sends(self.plugin.limits.sends_per_event).into());
         }
         self.budget.sends -= 1;
         trace!(plugin = %self.plugin.name, bytes = wit_len(msg), "plugin send");

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 use super::bindings::WitError;
+use super::rules;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
@@ -70,10 +71,6 @@ pub(crate) struct Kv {
     /// Woken on every change, so the runtime flushes when something changed instead of
     /// checking every store on a timer (an idle gateway must not wake up at all).
     changed: Option<Arc<Notify>>,
-}
-
-fn quota(what: &str) -> WitError {
-    WitError::QuotaExceeded(what.to_owned())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -132,15 +129,7 @@ impl Kv {
     }
 
     fn check_key(key: &str) -> Result<(), WitError> {
-        if key.is_empty() {
-            return Err(WitError::InvalidArgument("empty key".into()));
-        }
-        if key.len() > MAX_KEY_BYTES {
-            return Err(WitError::InvalidArgument(format!(
-                "key longer than {MAX_KEY_BYTES} bytes"
-            )));
-        }
-        Ok(())
+        Ok(rules::kv_key(key)?)
     }
 
     /// The value of `key`.
@@ -151,21 +140,9 @@ impl Kv {
 
     /// Set `key`, within the quotas.
     pub(crate) fn set(&self, key: &str, value: Vec<u8>) -> Result<(), WitError> {
-        Self::check_key(key)?;
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(quota(&format!("value larger than {MAX_VALUE_BYTES} bytes")));
-        }
         let mut inner = self.inner.lock();
         let old = inner.map.get(key).map(|v| key.len() + v.len()).unwrap_or(0);
-        if old == 0 && inner.map.len() >= MAX_KEYS {
-            return Err(quota(&format!("store holds {MAX_KEYS} keys already")));
-        }
-        let bytes = inner.bytes - old + key.len() + value.len();
-        if bytes > MAX_TOTAL_BYTES {
-            return Err(quota(&format!(
-                "store would exceed {MAX_TOTAL_BYTES} bytes"
-            )));
-        }
+        let bytes = rules::kv_set(key, value.len(), inner.map.len(), inner.bytes, old)?;
         inner.bytes = bytes;
         inner.map.insert(key.to_owned(), value);
         inner.dirty = true;
@@ -192,19 +169,8 @@ impl Kv {
 
     /// Add `delta` to the decimal integer at `key` (missing counts as 0).
     pub(crate) fn incr(&self, key: &str, delta: i64) -> Result<i64, WitError> {
-        Self::check_key(key)?;
-        let current = match self.inner.lock().map.get(key) {
-            None => 0,
-            Some(raw) => std::str::from_utf8(raw)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or_else(|| {
-                    WitError::InvalidArgument(format!("value of {key} is not a decimal integer"))
-                })?,
-        };
-        let next = current
-            .checked_add(delta)
-            .ok_or_else(|| WitError::InvalidArgument(format!("{key} would overflow")))?;
+        let raw = self.inner.lock().map.get(key).cloned();
+        let next = rules::kv_incr(key, raw.as_deref(), delta)?;
         // The actor is the only writer of its store, so nothing changed the key meanwhile.
         self.set(key, next.to_string().into_bytes())?;
         Ok(next)

@@ -22,6 +22,7 @@ mod kv;
 mod loader;
 mod mailbox;
 mod metrics;
+pub mod rules;
 mod state;
 mod timers;
 mod watch;
@@ -48,6 +49,7 @@ pub use api::router;
 #[cfg(feature = "bench-support")]
 pub use bench::DirectInstance;
 pub use loader::ReloadOutcome;
+pub(crate) use watch::valid_name as valid_plugin_name;
 
 use self::engine::Runtime;
 use self::entry::{Limits, PluginShared};
@@ -165,7 +167,7 @@ impl PluginHost {
             call_timeout: pc.call_timeout,
             init_timeout: (pc.call_timeout * 10).max(Duration::from_secs(1)),
             max_memory_bytes: pc.max_memory_bytes,
-            sends_per_event: u32::try_from(config.max_queue_messages.max(1)).unwrap_or(u32::MAX),
+            sends_per_event: rules::sends_per_event(config),
             logs_per_event: LOG_LINES_PER_EVENT,
         };
         let host = Arc::new(PluginHost {

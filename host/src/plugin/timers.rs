@@ -93,24 +93,9 @@ impl Timers {
         held: bool,
     ) -> Result<u64, WitError> {
         let delay = Duration::from_millis(delay_ms);
-        if delay > MAX_DELAY {
-            return Err(WitError::InvalidArgument(format!(
-                "delay longer than {} days",
-                MAX_DELAY.as_secs() / 86_400
-            )));
-        }
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(WitError::InvalidArgument(format!(
-                "payload larger than {MAX_PAYLOAD_BYTES} bytes"
-            )));
-        }
         // Held across the spawn: the task cannot deliver before the entry exists.
         let mut pending = self.pending.lock();
-        if pending.by_id.len() >= MAX_PENDING {
-            return Err(WitError::QuotaExceeded(format!(
-                "{MAX_PENDING} timers pending already"
-            )));
-        }
+        super::rules::timer(delay_ms, payload.len(), pending.by_id.len())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let task = (!held).then(|| start(plugin, rt, id, lane, delay));
         if let Some(client) = &client {
