@@ -48,6 +48,11 @@ struct Cli {
     /// This node's id (0 to 4294967295), in every clientId [default: random].
     #[arg(long)]
     node_id: Option<u32>,
+    /// Shut down when standard input reaches end of file. `wasmgate dev` starts its gateway
+    /// with this and holds the pipe: however dev ends (Ctrl-C, a closed terminal's SIGHUP,
+    /// SIGKILL), the kernel closes the pipe and the gateway stops instead of keeping the port.
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
     /// Without a subcommand, run the gateway.
     #[command(subcommand)]
     command: Option<Command>,
@@ -91,7 +96,20 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.log_format, &config.log_level);
     let listener =
         server::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
-    server::run(listener, config, server::shutdown_signal())
+    // Installed before the gateway says it listens (see `shutdown_signal`).
+    let signal = server::shutdown_signal();
+    let exit_on_eof = cli.exit_on_stdin_eof;
+    let shutdown = async move {
+        if exit_on_eof {
+            tokio::select! {
+                () = signal => {}
+                () = server::stdin_closed() => {}
+            }
+        } else {
+            signal.await;
+        }
+    };
+    server::run(listener, config, shutdown)
         .await
         .context("running the gateway")
 }

@@ -136,3 +136,34 @@ fn sigint_stops_cleanly_and_bad_config_fails_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("configuration"), "stderr: {stderr}");
 }
+
+/// `wasmgate dev` starts its gateway with `--exit-on-stdin-eof` and holds the pipe: when the
+/// process holding it goes away, even by SIGKILL, the gateway stops and frees its port (before,
+/// a killed or hung-up `dev` left its gateway on the port, and the next `dev` attached to it).
+#[test]
+fn exit_on_stdin_eof_stops_the_gateway_when_its_parent_goes() {
+    let port = free_port();
+    let mut child = start(
+        Command::new(env!("CARGO_BIN_EXE_wasmgate"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--exit-on-stdin-eof",
+            ])
+            .stdin(Stdio::piped()),
+    );
+    // Still serving while the pipe is open.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "stopped with stdin open"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    drop(child.stdin.take());
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "a clean stop, not a crash: {status}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the port is free"
+    );
+}

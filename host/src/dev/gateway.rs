@@ -94,7 +94,7 @@ impl Gateway {
             .arg(addr.to_string())
             .arg("--plugins")
             .arg(plugins)
-            .args(["--log-format", "json"]);
+            .args(["--log-format", "json", "--exit-on-stdin-eof"]);
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
         }
@@ -102,8 +102,11 @@ impl Gateway {
         // then stops the gateway (else both race to exit and dev reports a dead gateway).
         #[cfg(unix)]
         cmd.process_group(0);
+        // The gateway stops when this pipe closes (its `--exit-on-stdin-eof`): the write end
+        // stays in `child` for as long as dev runs, and the kernel closes it however dev ends
+        // (SIGHUP of a closed terminal, SIGKILL), so no orphan keeps the port.
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
