@@ -45,6 +45,10 @@ pub struct Gateway {
     token: Option<String>,
     http: reqwest::Client,
     child: Option<Child>,
+    /// The write end of the started gateway's stdin, held apart from `child`: tokio's
+    /// `Child::wait` (which `exited` awaits) closes a stdin it still holds, and the gateway
+    /// (`--exit-on-stdin-eof`) would stop at once. Closed by the kernel however dev ends.
+    lifeline: Option<tokio::process::ChildStdin>,
 }
 
 impl Gateway {
@@ -72,6 +76,7 @@ impl Gateway {
             token,
             http,
             child: None,
+            lifeline: None,
         };
         let probe = gw.list().await;
         match probe {
@@ -112,6 +117,7 @@ impl Gateway {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| DevError::Gateway(format!("starting a gateway: {e}")))?;
+        gw.lifeline = child.stdin.take();
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward_logs(out, plugin.to_owned()));
         }
@@ -236,6 +242,7 @@ impl Gateway {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill().await;
         }
+        self.lifeline = None;
     }
 }
 
