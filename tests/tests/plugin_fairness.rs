@@ -285,6 +285,10 @@ async fn a_client_that_keeps_exceeding_its_rate_is_closed_with_1008() {
 
     let offender = gw.connect("hostcalls").await;
     let (mut tx, mut rx) = offender.ws.split();
+    // Stamped before the writer can send anything: the gateway's run of holds begins after the
+    // first second's burst, so after this (stamped after the spawn, a test thread descheduled
+    // on a loaded machine let the writer start first and the close came "early": CI failure).
+    let started = Instant::now();
     let writer = tokio::spawn(async move {
         for i in 0u64.. {
             if tx.send(Message::text(format!("o{i}"))).await.is_err() {
@@ -292,7 +296,6 @@ async fn a_client_that_keeps_exceeding_its_rate_is_closed_with_1008() {
             }
         }
     });
-    let started = Instant::now();
     let close = tokio::time::timeout(Duration::from_secs(8), async {
         while let Some(Ok(msg)) = rx.next().await {
             if let Message::Close(frame) = msg {
