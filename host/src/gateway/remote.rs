@@ -6,7 +6,6 @@ use tokio_tungstenite::tungstenite::Message;
 use super::Gateway;
 use crate::cluster::LocalDelivery;
 use crate::domain::close::CloseCode;
-use crate::outbound::{Outbound, Prepared};
 use crate::registry::Left;
 
 /// The reason a plugin's `on-close` gets for a client of a dead node (with code 1006: the
@@ -26,17 +25,7 @@ impl LocalDelivery for Gateway {
     }
 
     async fn to_local_system(&self, system: &str, exclude: &[String], msg: Message) -> usize {
-        let targets: Vec<Outbound> = match self.inner.by_system.get(system) {
-            Some(table) => table
-                .conns
-                .read()
-                .iter()
-                .filter(|(id, _)| !exclude.contains(id))
-                .map(|(_, out)| out.clone())
-                .collect(),
-            None => Vec::new(),
-        };
-        self.fan_out(system, targets, Prepared::new(msg)).await
+        self.fan_out_to_local_system(system, exclude, msg).await
     }
 
     fn reaped(&self, system: &str, client: &str, left: Vec<Left>) {

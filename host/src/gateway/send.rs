@@ -166,12 +166,7 @@ impl Gateway {
     /// take no turn, so two concurrent small broadcasts from different senders (like any two
     /// concurrent sends) may reach two clients in different orders; each sender's own order
     /// per client always holds.
-    pub(super) async fn fan_out(
-        &self,
-        system: &str,
-        targets: Vec<Outbound>,
-        msg: Prepared,
-    ) -> usize {
+    async fn fan_out(&self, system: &str, targets: Vec<Outbound>, msg: Prepared) -> usize {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         let table = (workers > 1 && targets.len() >= FAN_OUT_SPLIT_MIN)
             .then(|| self.inner.by_system.get(system).map(|t| t.clone()))
@@ -292,9 +287,19 @@ impl Gateway {
             // Other nodes count their own deliveries; this answer counts this node's.
             broker.to_system(system, exclude, &msg)?;
         }
-        // Only this node's connections can be written to: walk them, queue handles in hand
-        // (cloned out of the table so that connects and disconnects do not wait for the
-        // broadcast's writes).
+        Ok(self.fan_out_to_local_system(system, exclude, msg).await)
+    }
+
+    /// Write `msg` to every client of `system` on this node except `exclude`; for this node's
+    /// own sends and for packets from other nodes alike. Only this node's connections can be
+    /// written to: walk them, queue handles in hand (cloned out of the table so that connects
+    /// and disconnects do not wait for the broadcast's writes).
+    pub(super) async fn fan_out_to_local_system(
+        &self,
+        system: &str,
+        exclude: &[String],
+        msg: Message,
+    ) -> usize {
         let targets: Vec<Outbound> = match self.inner.by_system.get(system) {
             Some(table) => table
                 .conns
@@ -305,7 +310,7 @@ impl Gateway {
                 .collect(),
             None => Vec::new(),
         };
-        Ok(self.fan_out(system, targets, Prepared::new(msg)).await)
+        self.fan_out(system, targets, Prepared::new(msg)).await
     }
 
     /// Send to every client bound to `uid`.
