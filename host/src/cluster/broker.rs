@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::warn;
 
 use super::interest::Interest;
+use super::mirror::Mirror;
 use super::wire::{Channels, Kind, Packet};
 use super::{Broker, Change, ClusterHealth};
 use crate::domain::close::{CloseCode, CloseReason};
@@ -86,14 +87,35 @@ impl Stats {
         }
     }
 
-    fn up(&self) -> bool {
+    pub(super) fn up(&self) -> bool {
         self.redis_up.load(Ordering::Relaxed)
+    }
+}
+
+/// Run `op`, again (up to twice more, 50 ms apart) when it failed without reaching Redis: the
+/// first command on a connection whose reconnect failed during an outage gets that old error
+/// back while the manager reconnects. A command refused at connect was never run, so trying
+/// again cannot deliver anything twice; any other error is final.
+pub(super) async fn retry_unsent<T, F, Fut>(mut op: F) -> redis::RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(e) if e.is_connection_refusal() && tries < 2 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
     }
 }
 
 /// Drain `rx` into pipelined PUBLISHes on `conn`, in order, until every sender is gone.
 pub(super) async fn publish_loop(
-    mut conn: ConnectionManager,
+    conn: ConnectionManager,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<Stats>,
 ) {
@@ -107,7 +129,12 @@ pub(super) async fn publish_loop(
                 .ignore();
         }
         let n = batch.len() as u64;
-        match tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
+        let publish = retry_unsent(|| {
+            let mut conn = conn.clone();
+            let pipe = &pipe;
+            async move { pipe.query_async::<()>(&mut conn).await }
+        });
+        match tokio::time::timeout(REDIS_TIMEOUT, publish).await {
             Ok(Ok(())) => {
                 stats.set_up(true);
                 stats.messages_out.inc_by(n);
@@ -133,6 +160,7 @@ pub struct RedisBroker {
     channels: Channels,
     queue: mpsc::Sender<Outgoing>,
     interest: Arc<Interest>,
+    mirror: Arc<Mirror>,
     stats: Arc<Stats>,
 }
 
@@ -141,6 +169,7 @@ impl RedisBroker {
         channels: Channels,
         queue: mpsc::Sender<Outgoing>,
         interest: Arc<Interest>,
+        mirror: Arc<Mirror>,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
@@ -148,6 +177,7 @@ impl RedisBroker {
             channels,
             queue,
             interest,
+            mirror,
             stats,
         }
     }
@@ -173,7 +203,8 @@ impl RedisBroker {
             })
     }
 
-    /// Tell the node holding `client` that it joined or left `group` (through this node).
+    /// Tell the node holding `client` that it joined or left `group`, or that its uid or info
+    /// changed ([`Kind::Touch`]), through this node.
     fn forward_membership(&self, kind: Kind, system: &str, group: &str, client: &str) {
         let Some(node) = ids::node_of(client) else {
             return;
@@ -255,18 +286,35 @@ impl Broker for RedisBroker {
     fn track(&self, change: Change<'_>) {
         let local = |client: &str| ids::node_of(client) == Some(self.node);
         match change {
-            Change::ClientUp { system } => self.interest.client_up(system),
-            Change::ClientDown { system } => self.interest.client_down(system),
+            Change::ClientUp {
+                system,
+                client,
+                uid,
+            } => {
+                self.mirror.up(system, client, uid);
+                self.interest.client_up(system);
+            }
+            Change::ClientDown { system, client } => {
+                self.mirror.down(client);
+                self.interest.client_down(system);
+            }
             Change::Joined {
                 system,
                 group,
                 client,
-            } if local(client) => self.interest.joined(system, group, client),
+            } if local(client) => {
+                self.interest.joined(system, group, client);
+                self.mirror.touch(client);
+            }
             Change::Left {
                 system,
                 group,
                 client,
-            } if local(client) => self.interest.left(system, group, client),
+            } if local(client) => {
+                self.interest.left(system, group, client);
+                self.mirror.touch(client);
+            }
+            Change::Touched { client, .. } if local(client) => self.mirror.touch(client),
             Change::Joined {
                 system,
                 group,
@@ -277,7 +325,14 @@ impl Broker for RedisBroker {
                 group,
                 client,
             } => self.forward_membership(Kind::Left, system, group, client),
+            Change::Touched { system, client } => {
+                self.forward_membership(Kind::Touch, system, "", client);
+            }
         }
+    }
+
+    fn local_members(&self, system: &str, group: &str) -> Vec<String> {
+        self.interest.members(system, group)
     }
 
     fn health(&self) -> Option<ClusterHealth> {

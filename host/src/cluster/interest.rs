@@ -113,6 +113,20 @@ impl Interest {
         }
     }
 
+    /// Ask again for every channel wanted now. After an outage, a SUBSCRIBE that failed while
+    /// Redis was away would otherwise be lost; one that succeeded is repeated harmlessly.
+    pub fn resubscribe_all(&self) {
+        let state = self.state.lock();
+        for system in state.systems.keys() {
+            self.send(Sub::Subscribe(self.channels.system(system)));
+        }
+        for (system, groups) in &state.groups {
+            for group in groups.keys() {
+                self.send(Sub::Subscribe(self.channels.group(system, group)));
+            }
+        }
+    }
+
     /// The local members of `group`.
     pub fn members(&self, system: &str, group: &str) -> Vec<String> {
         self.state

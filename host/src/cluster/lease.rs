@@ -1,63 +1,91 @@
-//! Node leases and the reaper: no client of a dead node stays in the registry.
+//! Instance leases, the reaper and the resync: no client of a dead node stays in the registry,
+//! and no live client stays out of it.
 //!
-//! Every [`LEASE_EVERY`] a node sets `{prefix}node:<id>:lease` with a TTL of [`LEASE_TTL`] and
-//! lists itself in `{prefix}nodes`. Every node also looks at the others: a node listed without
-//! a lease is dead (killed, or stopped past its TTL). The first node to take its reap lock
-//! (`SET NX PX`) removes the dead node's clients from every list, count and group, sends the
-//! groups' other members the offline notices (1002) and gives its own plugin `on-close` for
-//! each: exactly once in the cluster. So a dead node's clients are gone within
-//! `LEASE_TTL + LEASE_EVERY` (8 s) of its last refresh.
+//! A node's clients are registered under its *instance* (node id and boot,
+//! [`crate::ids::instance_of`]). Every [`LEASE_EVERY`] the node sets
+//! `{prefix}node:<instance>:lease` with a TTL of [`LEASE_TTL`] and lists the instance in
+//! `{prefix}nodes`. A separate task looks at the other instances: one listed without a lease is
+//! dead (killed, or stopped past its TTL). The first node whose claim succeeds removes the dead
+//! instance's clients from every list, count and group, sends the groups' other members the
+//! offline notices (1002) and gives its own plugin `on-close` for each, so a dead node's
+//! clients are gone within `LEASE_TTL + LEASE_EVERY` (8 s) of its last refresh.
 //!
-//! A node that finds its own lease gone and a reaped mark on itself (it was stopped long
-//! enough to be reaped, then woke up) closes every client it holds with 1012 (service restart):
-//! they were already announced offline, and they reconnect to be registered again. A lease gone
-//! *without* the mark means Redis lost its data (a restart): nothing is closed.
+//! Two scripts make the races safe. The claim ([`CLAIM`]) checks that the lease is absent, takes
+//! the reap lock and sets the instance's *reaped* mark in one step; the refresh ([`REFRESH`])
+//! refuses to renew a lease under a reaped mark. So a node that wakes from a long stop either
+//! renewed in time (nobody reaps it) or finds the mark: it then starts a new instance (new ids,
+//! a new lease: whatever the reaper is still removing is not theirs) and closes every client it
+//! held with 1012 (service restart), without a second `on-close` or notice: the one that
+//! removes a client from the registry announces it, and removal is atomic.
+//!
+//! A lease gone *without* a mark means Redis lost its data (restarted without persistence):
+//! the node registers its systems and live clients again from its [`Mirror`], and retries the
+//! removals that failed while Redis was away. Reaping runs in its own task, so a long reap never
+//! delays the reaper's own lease.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use redis::Script;
 use redis::aio::ConnectionManager;
+use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use super::LocalDelivery;
 use super::broker::{REDIS_TIMEOUT, Stats};
+use super::mirror::Mirror;
 use super::redis_registry::RedisRegistry;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 
 /// How often a node refreshes its lease and looks for dead peers.
 pub const LEASE_EVERY: Duration = Duration::from_secs(2);
 /// How long a lease lives without a refresh.
 pub const LEASE_TTL: Duration = Duration::from_secs(6);
-/// How long a reap lock (and the reaped mark) is held.
+/// How long a reap lock is held: a reaper that dies mid-reap is taken over after this.
 const REAP_LOCK: Duration = Duration::from_secs(60);
+/// How long the reaped mark stays: a node stopped for longer than this and woken up would
+/// take the missing lease for lost data and register clients that were announced gone.
+const REAPED_MARK: Duration = Duration::from_secs(24 * 3600);
+/// Clients registered again at once after Redis lost its data (pipelined on one connection).
+const RESTORE_CONCURRENCY: usize = 64;
 
-/// Names of the lease keys under the prefix.
-struct Keys {
-    prefix: String,
-}
+/// ARGV: 1 prefix, 2 instance, 3 TTL ms. Answers {state, listed instances}: state 0 the lease
+/// was held, 1 it was gone (a new instance, or Redis lost it), 2 the instance was reaped (no
+/// lease is set).
+const REFRESH: &str = r"
+local p, me = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p..'node:'..me..':reaped') == 1 then
+  return {2, redis.call('SCARD', p..'nodes')}
+end
+local old = redis.call('SET', p..'node:'..me..':lease', '1', 'PX', ARGV[3], 'GET')
+redis.call('SADD', p..'nodes', me)
+local state = 0
+if not old then state = 1 end
+return {state, redis.call('SCARD', p..'nodes')}
+";
 
-impl Keys {
-    fn nodes(&self) -> String {
-        format!("{}nodes", self.prefix)
-    }
-    fn lease(&self, node: u32) -> String {
-        format!("{}node:{node}:lease", self.prefix)
-    }
-    fn reap(&self, node: u32) -> String {
-        format!("{}node:{node}:reap", self.prefix)
-    }
-    fn reaped(&self, node: u32) -> String {
-        format!("{}node:{node}:reaped", self.prefix)
-    }
-}
+/// ARGV: 1 prefix, 2 dead instance, 3 this node's instance, 4 lock ms, 5 mark ms. Answers 1
+/// when this node now reaps it.
+const CLAIM: &str = r"
+local p, peer = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p..'node:'..peer..':lease') == 1 then return 0 end
+if not redis.call('SET', p..'node:'..peer..':reap', ARGV[3], 'NX', 'PX', ARGV[4]) then return 0 end
+redis.call('SET', p..'node:'..peer..':reaped', '1', 'PX', ARGV[5])
+return 1
+";
 
-/// The lease task of one node.
+/// The lease and reaper tasks of one node.
 pub(super) struct Lease {
     pub conn: ConnectionManager,
     pub prefix: String,
     pub stats: Arc<Stats>,
     pub registry: Arc<RedisRegistry>,
     pub local: Arc<dyn LocalDelivery>,
+    pub mirror: Arc<Mirror>,
+    /// Woken when Redis answers again after an outage: check the lease now, not at the next tick.
+    pub wake: Arc<Notify>,
 }
 
 async fn bounded<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
@@ -75,150 +103,184 @@ async fn bounded<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> Option<
 }
 
 impl Lease {
-    /// Remove the clients a previous process with this node id left behind (it was killed and
-    /// this one took its id before anyone reaped it): ghosts, since this process has no client
-    /// yet. Awaited before the node serves.
-    pub async fn reap_previous(&mut self) {
-        let keys = Keys {
-            prefix: self.prefix.clone(),
-        };
-        self.reap(&keys, self.stats.node).await;
+    /// Start the lease task and the reaper task.
+    pub fn spawn(self) {
+        let this = Arc::new(self);
+        tokio::spawn(this.clone().refresh_loop());
+        tokio::spawn(this.reap_loop());
     }
 
-    /// Refresh the lease and reap dead peers, forever.
-    pub async fn run(mut self) {
-        let keys = Keys {
-            prefix: self.prefix.clone(),
-        };
-        let node = self.stats.node;
+    /// Refresh the lease, forever; resync after lost data, start over after being reaped.
+    async fn refresh_loop(self: Arc<Self>) {
+        let refresh = Script::new(REFRESH);
         let mut first = true;
+        let mut resync_due = false;
         let mut tick = tokio::time::interval(LEASE_EVERY);
         loop {
-            tick.tick().await;
-            let Some(had_lease) = self.refresh(&keys, node).await else {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.wake.notified() => {}
+            }
+            let instance = self.local.instance();
+            let mut inv = refresh.prepare_invoke();
+            inv.arg(&self.prefix)
+                .arg(&instance)
+                .arg(LEASE_TTL.as_millis() as u64);
+            let mut conn = self.conn.clone();
+            let Some((state, peers)) = bounded::<(u8, i64)>(inv.invoke_async(&mut conn)).await
+            else {
                 continue;
             };
-            if !had_lease && !first {
-                self.lost(&keys, node).await;
+            // Redis answered: sends may publish again now, not only after the next ping (the
+            // notices of the removals retried below would otherwise be refused).
+            self.stats.set_up(true);
+            self.stats.peers.set(peers);
+            match state {
+                2 => {
+                    warn!(
+                        %instance,
+                        "this node was reaped while it was away: closing its clients (1012) so they reconnect, under a new instance"
+                    );
+                    self.local
+                        .reaped_while_away(1012, "node lost its cluster lease");
+                    first = true;
+                    resync_due = false;
+                    tick.reset_immediately();
+                    continue;
+                }
+                1 if !first => {
+                    warn!(
+                        %instance,
+                        "lease gone without a reap (it expired during an outage, or redis lost its data): registering this node's clients again"
+                    );
+                    resync_due = true;
+                }
+                _ => {}
             }
             first = false;
-            self.reap_dead(&keys, node).await;
+            if resync_due {
+                resync_due = !self.resync().await;
+            }
+            for (system, client, left) in self.registry.retry_removals().await {
+                self.local.removed_late(&system, &client, left);
+            }
         }
     }
 
-    /// Set the lease; whether it still existed (`None` when Redis did not answer).
-    async fn refresh(&mut self, keys: &Keys, node: u32) -> Option<bool> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(keys.lease(node))
-            .arg(1)
-            .arg("PX")
-            .arg(LEASE_TTL.as_millis() as u64)
-            .arg("GET")
-            .cmd("SADD")
-            .arg(keys.nodes())
-            .arg(node)
-            .ignore()
-            .cmd("SCARD")
-            .arg(keys.nodes());
-        let (old, peers): (Option<String>, u64) = bounded(pipe.query_async(&mut self.conn)).await?;
-        self.stats.peers.set(peers as i64);
-        Some(old.is_some())
-    }
-
-    /// This node's lease expired: closes its clients if another node reaped them.
-    async fn lost(&mut self, keys: &Keys, node: u32) {
-        let mut get = redis::cmd("EXISTS");
-        get.arg(keys.reaped(node));
-        let reaped: Option<bool> = bounded(get.query_async(&mut self.conn)).await;
-        if reaped == Some(true) {
-            warn!(
-                node,
-                "this node was reaped while away: closing its clients so they reconnect"
-            );
-            self.local
-                .close_all_local(1012, "node lost its cluster lease");
-            let mut del = redis::cmd("DEL");
-            del.arg(keys.reaped(node));
-            let _: Option<()> = bounded(del.query_async(&mut self.conn)).await;
-        } else {
-            warn!(node, "lease was gone without a reap (redis restarted?)");
+    /// Register this node's systems and live clients again; whether it all went in.
+    async fn resync(&self) -> bool {
+        let started = Instant::now();
+        let mut systems: BTreeMap<String, Option<usize>> =
+            self.local.systems_to_restore().into_iter().collect();
+        for s in self.mirror.systems() {
+            systems.entry(s).or_insert(None);
         }
+        for (system, max) in &systems {
+            if let Err(e) = self.registry.register_system(system, *max).await {
+                warn!(system, cause = %e, "resync: system not registered again");
+                if matches!(e, RegistryError::Unavailable(_)) {
+                    return false;
+                }
+            }
+        }
+        let clients = self.mirror.all();
+        let failed = futures_util::stream::iter(clients.clone())
+            .map(|(system, client, snapshot)| {
+                let registry = self.registry.clone();
+                async move { registry.restore(&system, &client, &snapshot).await.is_err() }
+            })
+            .buffer_unordered(RESTORE_CONCURRENCY)
+            .fold(0usize, |n, failed| async move { n + usize::from(failed) })
+            .await;
+        // A client that left while it was being restored must not stay listed.
+        for (system, client, _) in clients.iter().filter(|(_, c, _)| !self.mirror.holds(c)) {
+            let _ = self.registry.remove_client(system, client).await;
+        }
+        self.mirror.kick();
+        info!(
+            systems = systems.len(),
+            clients = clients.len(),
+            failed,
+            ms = started.elapsed().as_millis() as u64,
+            "resync: this node's clients are registered again"
+        );
+        failed == 0
     }
 
-    /// Reap every listed node without a lease, when this node wins its reap lock.
-    async fn reap_dead(&mut self, keys: &Keys, node: u32) {
-        let mut members = redis::cmd("SMEMBERS");
-        members.arg(keys.nodes());
-        let Some(nodes) = bounded::<Vec<u32>>(members.query_async(&mut self.conn)).await else {
-            return;
-        };
-        for peer in nodes.into_iter().filter(|n| *n != node) {
-            let mut exists = redis::cmd("EXISTS");
-            exists.arg(keys.lease(peer));
-            if bounded::<bool>(exists.query_async(&mut self.conn)).await != Some(false) {
+    /// Look for dead instances and reap those this node claims, forever.
+    async fn reap_loop(self: Arc<Self>) {
+        let claim = Script::new(CLAIM);
+        let mut tick = tokio::time::interval(LEASE_EVERY);
+        // After an outage (of Redis, or of this node's link to it), every lease may have
+        // expired while its node was alive and unable to refresh it, as this one was: reap
+        // nothing until the live nodes have had a whole lease period to refresh.
+        let mut hold_until = Instant::now();
+        loop {
+            tick.tick().await;
+            if !self.stats.up() {
+                hold_until = Instant::now() + LEASE_TTL;
                 continue;
             }
-            let mut lock = redis::cmd("SET");
-            lock.arg(keys.reap(peer))
-                .arg(node)
-                .arg("NX")
-                .arg("PX")
-                .arg(REAP_LOCK.as_millis() as u64);
-            let won: Option<Option<String>> = bounded(lock.query_async(&mut self.conn)).await;
-            if !matches!(won, Some(Some(_))) {
+            let me = self.local.instance();
+            let mut conn = self.conn.clone();
+            let mut members = redis::cmd("SMEMBERS");
+            members.arg(format!("{}nodes", self.prefix));
+            let Some(listed) = bounded::<Vec<String>>(members.query_async(&mut conn)).await else {
+                hold_until = Instant::now() + LEASE_TTL;
+                continue;
+            };
+            if Instant::now() < hold_until {
                 continue;
             }
-            self.reap(keys, peer).await;
+            for peer in listed.into_iter().filter(|p| *p != me) {
+                let mut inv = claim.prepare_invoke();
+                inv.arg(&self.prefix)
+                    .arg(&peer)
+                    .arg(&me)
+                    .arg(REAP_LOCK.as_millis() as u64)
+                    .arg(REAPED_MARK.as_millis() as u64);
+                if bounded::<i64>(inv.invoke_async(&mut conn)).await == Some(1) {
+                    self.reap(&peer).await;
+                }
+            }
         }
     }
 
-    /// Remove every client of dead node `peer`, then the node itself.
-    async fn reap(&mut self, keys: &Keys, peer: u32) {
+    /// Remove every client of dead instance `peer`, then the instance itself.
+    async fn reap(&self, peer: &str) {
+        let started = Instant::now();
         let Ok(systems) = self.registry.systems().await else {
             return;
         };
         let mut reaped = 0u64;
         for system in systems {
-            let Ok(clients) = self.registry.node_clients(&system, peer).await else {
+            let Ok(clients) = self.registry.instance_clients(&system, peer).await else {
                 return; // Redis failed: the lock expires and someone retries.
             };
             for client in clients {
-                match self.registry.remove_client(&system, &client).await {
+                match self.registry.remove_once(&system, &client).await {
                     Ok(left) => {
                         self.local.reaped(&system, &client, left);
                         reaped += 1;
+                        self.stats.reaped.inc();
                     }
-                    Err(crate::registry::RegistryError::UnknownClient(_)) => {}
+                    Err(RegistryError::UnknownClient(_) | RegistryError::UnknownSystem(_)) => {}
                     Err(e) => {
-                        warn!(cause = %e, peer, "reaping stopped");
+                        warn!(cause = %e, peer, "reaping stopped; retried when the lock expires");
                         return;
                     }
                 }
             }
         }
-        self.stats.reaped.inc_by(reaped);
-        if peer == self.stats.node {
-            if reaped > 0 {
-                info!(
-                    clients = reaped,
-                    "removed clients of this node id's previous process"
-                );
-            }
-            return;
-        }
-        let mut pipe = redis::pipe();
-        pipe.cmd("SREM")
-            .arg(keys.nodes())
-            .arg(peer)
-            .ignore()
-            .cmd("SET")
-            .arg(keys.reaped(peer))
-            .arg(1)
-            .arg("PX")
-            .arg(REAP_LOCK.as_millis() as u64)
-            .ignore();
-        let _: Option<()> = bounded(pipe.query_async(&mut self.conn)).await;
-        info!(peer, clients = reaped, "reaped a dead node");
+        let mut srem = redis::cmd("SREM");
+        srem.arg(format!("{}nodes", self.prefix)).arg(peer);
+        let mut conn = self.conn.clone();
+        let _: Option<()> = bounded(srem.query_async(&mut conn)).await;
+        info!(
+            peer,
+            clients = reaped,
+            ms = started.elapsed().as_millis() as u64,
+            "reaped a dead node instance"
+        );
     }
 }

@@ -16,6 +16,7 @@
 mod broker;
 mod interest;
 mod lease;
+mod mirror;
 mod node;
 mod redis_registry;
 mod scripts;
@@ -39,11 +40,25 @@ pub enum Change<'a> {
     ClientUp {
         /// Its system.
         system: &'a str,
+        /// The client.
+        client: &'a str,
+        /// The uid it connected with.
+        uid: Option<&'a str>,
     },
-    /// A client of `system` on this node went away.
+    /// A client of `system` on this node went away (reported before it leaves the registry).
     ClientDown {
         /// Its system.
         system: &'a str,
+        /// The client.
+        client: &'a str,
+    },
+    /// `client`'s uid or info changed in the registry (its node keeps a copy, for re-registering
+    /// it if Redis loses its data).
+    Touched {
+        /// Its system.
+        system: &'a str,
+        /// The client.
+        client: &'a str,
     },
     /// `client` (of this node or another) joined `group`.
     Joined {
@@ -103,8 +118,17 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// `client` of a dead node was removed from the registry by this node (see
     /// [`lease`](self)): tell its groups' members (1002) and this node's plugin (`on-close`).
     fn reaped(&self, system: &str, client: &str, left: Vec<crate::registry::Left>);
-    /// This node was reaped while it was away: close every client it holds with `code`.
-    fn close_all_local(&self, code: u16, reason: &str);
+    /// This node was reaped while it was away: start a new instance (new ids), then close every
+    /// client it holds with `code`. Their `on-close` and notices were given by the reaper.
+    fn reaped_while_away(&self, code: u16, reason: &str);
+    /// `client` left while Redis was unreachable and is now out of the registry: tell its
+    /// groups' members (1002). Its `on-close` was given when it left.
+    fn removed_late(&self, system: &str, client: &str, left: Vec<crate::registry::Left>);
+    /// The instance this node registers new clients under ([`crate::ids::instance_of`]).
+    fn instance(&self) -> String;
+    /// The systems this node registered (configuration, plugins, API), with their
+    /// `max_connections`: registered again if Redis loses its data.
+    fn systems_to_restore(&self) -> Vec<(String, Option<usize>)>;
 }
 
 /// Delivery to clients connected to other nodes. Implementations route, never broadcast
@@ -147,6 +171,12 @@ pub trait Broker: Send + Sync + 'static {
     /// act on it logs why.
     fn track(&self, change: Change<'_>) {
         let _ = change;
+    }
+    /// The members of `group` held by this node, as far as the broker knows (a cluster's
+    /// `send_to_group` delivers locally to these instead of reading the member list).
+    fn local_members(&self, system: &str, group: &str) -> Vec<String> {
+        let _ = (system, group);
+        Vec::new()
     }
     /// The cluster's state for `/healthz`; `None` for a broker without one.
     fn health(&self) -> Option<ClusterHealth> {

@@ -20,6 +20,7 @@ use super::LocalDelivery;
 use super::broker::{self, Outgoing, PUBLISH_QUEUE, REDIS_TIMEOUT, RedisBroker, Stats};
 use super::interest::{Interest, Sub};
 use super::lease::Lease;
+use super::mirror::Mirror;
 use super::redis_registry::RedisRegistry;
 use super::wire::{Channels, Kind, Packet};
 use crate::config::LimitsConfig;
@@ -191,29 +192,42 @@ impl Cluster {
         });
 
         let (sub_tx, sub_rx) = mpsc::unbounded_channel();
-        let interest = Arc::new(Interest::new(channels.clone(), sub_tx));
+        let interest = Arc::new(Interest::new(channels.clone(), sub_tx.clone()));
+        let mirror = Arc::new(Mirror::default());
+        tokio::spawn(mirror.clone().refresh_loop(registry.clone()));
         let (pub_tx, pub_rx) = mpsc::channel::<Outgoing>(PUBLISH_QUEUE);
         tokio::spawn(broker::publish_loop(publisher, pub_rx, stats.clone()));
         tokio::spawn(subscribe_loop(subscriber, sub_rx));
         tokio::spawn(receive_loop(
             push_rx,
-            interest.clone(),
-            local.clone(),
+            Receivers {
+                interest: interest.clone(),
+                mirror: mirror.clone(),
+                local: local.clone(),
+            },
             stats.clone(),
         ));
-        let mut lease = Lease {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        Lease {
             conn: self.commands.clone(),
             prefix: self.prefix.clone(),
             stats: stats.clone(),
             registry,
             local,
+            mirror: mirror.clone(),
+            wake: wake.clone(),
+        }
+        .spawn();
+        let back = Back {
+            lease: wake,
+            interest: interest.clone(),
+            subs: sub_tx,
+            own: own.clone(),
         };
-        lease.reap_previous().await;
-        tokio::spawn(lease.run());
-        tokio::spawn(ping_loop(self.commands.clone(), stats.clone(), up));
+        tokio::spawn(ping_loop(self.commands.clone(), stats.clone(), up, back));
         info!(node = self.node, channel = %own, "cluster node listening");
         Ok(Arc::new(RedisBroker::new(
-            channels, pub_tx, interest, stats,
+            channels, pub_tx, interest, mirror, stats,
         )))
     }
 
@@ -226,16 +240,23 @@ impl Cluster {
 }
 
 /// Carry out subscription changes in the order they were decided.
-async fn subscribe_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Sub>) {
+async fn subscribe_loop(conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Sub>) {
     while let Some(sub) = rx.recv().await {
         let (what, channel) = match &sub {
             Sub::Subscribe(c) => ("subscribe", c),
             Sub::Unsubscribe(c) => ("unsubscribe", c),
         };
-        let done = match &sub {
-            Sub::Subscribe(c) => tokio::time::timeout(REDIS_TIMEOUT, conn.subscribe(c)).await,
-            Sub::Unsubscribe(c) => tokio::time::timeout(REDIS_TIMEOUT, conn.unsubscribe(c)).await,
-        };
+        let change = broker::retry_unsent(|| {
+            let mut conn = conn.clone();
+            let sub = sub.clone();
+            async move {
+                match &sub {
+                    Sub::Subscribe(c) => conn.subscribe(c).await,
+                    Sub::Unsubscribe(c) => conn.unsubscribe(c).await,
+                }
+            }
+        });
+        let done = tokio::time::timeout(REDIS_TIMEOUT, change).await;
         match done {
             Ok(Ok(())) => debug!(what, channel, "cluster subscription changed"),
             Ok(Err(e)) => warn!(what, channel, cause = %e, "cluster subscription change failed"),
@@ -244,9 +265,31 @@ async fn subscribe_loop(mut conn: ConnectionManager, mut rx: mpsc::UnboundedRece
     }
 }
 
-/// Ping Redis so that `/healthz` and `/metrics` tell when it is down even while idle.
-async fn ping_loop(mut conn: ConnectionManager, stats: Arc<Stats>, up: Gauge<i64>) {
+/// What to do when Redis answers again after an outage.
+struct Back {
+    /// Wake the lease task: it checks for lost data at once, not at its next tick.
+    lease: Arc<tokio::sync::Notify>,
+    /// Subscribe again to what this node listens to (a SUBSCRIBE may have failed meanwhile).
+    interest: Arc<Interest>,
+    subs: mpsc::UnboundedSender<Sub>,
+    /// This node's own channel. Subscribing to it also makes the subscribing connection
+    /// reconnect if its own attempts ran out during a long outage.
+    own: String,
+}
+
+impl Back {
+    fn redis_is_back(&self) {
+        self.lease.notify_one();
+        let _ = self.subs.send(Sub::Subscribe(self.own.clone()));
+        self.interest.resubscribe_all();
+    }
+}
+
+/// Ping Redis so that `/healthz` and `/metrics` tell when it is down even while idle, and act
+/// when it answers again after an outage ([`Back`]).
+async fn ping_loop(mut conn: ConnectionManager, stats: Arc<Stats>, up: Gauge<i64>, back: Back) {
     let mut tick = tokio::time::interval(PING_EVERY);
+    let mut was_ok = true;
     loop {
         tick.tick().await;
         let ping = redis::cmd("PING");
@@ -256,16 +299,22 @@ async fn ping_loop(mut conn: ConnectionManager, stats: Arc<Stats>, up: Gauge<i64
         );
         stats.set_up(ok);
         up.set(i64::from(ok));
+        if ok && !was_ok {
+            back.redis_is_back();
+        }
+        was_ok = ok;
     }
 }
 
-/// Hand each packet from another node to this node's clients, one at a time, in order.
-async fn receive_loop(
-    mut rx: mpsc::UnboundedReceiver<PushInfo>,
+/// Where the receiving task hands packets.
+struct Receivers {
     interest: Arc<Interest>,
+    mirror: Arc<Mirror>,
     local: Arc<dyn LocalDelivery>,
-    stats: Arc<Stats>,
-) {
+}
+
+/// Hand each packet from another node to this node's clients, one at a time, in order.
+async fn receive_loop(mut rx: mpsc::UnboundedReceiver<PushInfo>, to: Receivers, stats: Arc<Stats>) {
     while let Some(push) = rx.recv().await {
         if push.kind == PushKind::Disconnection {
             warn!("redis subscription connection lost; it reconnects and resubscribes");
@@ -289,11 +338,12 @@ async fn receive_loop(
             continue;
         }
         stats.messages_in.inc();
-        dispatch(packet, &interest, &*local, stats.node).await;
+        dispatch(packet, &to, stats.node).await;
     }
 }
 
-async fn dispatch(p: Packet, interest: &Interest, local: &dyn LocalDelivery, node: u32) {
+async fn dispatch(p: Packet, to: &Receivers, node: u32) {
+    let (interest, local) = (&to.interest, &*to.local);
     let system = p.system.as_str();
     match (p.kind, p.payload) {
         (Kind::Clients, Some(msg)) => {
@@ -310,11 +360,18 @@ async fn dispatch(p: Packet, interest: &Interest, local: &dyn LocalDelivery, nod
         (Kind::Joined, _) => {
             for c in p.list.iter().filter(|c| ids::node_of(c) == Some(node)) {
                 interest.joined(system, &p.target, c);
+                to.mirror.touch(c);
             }
         }
         (Kind::Left, _) => {
             for c in p.list.iter().filter(|c| ids::node_of(c) == Some(node)) {
                 interest.left(system, &p.target, c);
+                to.mirror.touch(c);
+            }
+        }
+        (Kind::Touch, _) => {
+            for c in p.list.iter().filter(|c| ids::node_of(c) == Some(node)) {
+                to.mirror.touch(c);
             }
         }
         (kind, None) => warn!(?kind, "cluster packet without payload dropped"),

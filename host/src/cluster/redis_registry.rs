@@ -11,13 +11,16 @@
 //! Every call waits at most [`REDIS_TIMEOUT`]; past it, or when Redis fails, it answers
 //! [`RegistryError::Unavailable`] (HTTP 503), never a wrong "unknown".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
+
+use parking_lot::Mutex;
 
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
 use super::broker::REDIS_TIMEOUT;
+use super::mirror::Snapshot;
 use super::scripts::{REGISTER_SYSTEM, Scripts, UNKNOWN_CLIENT, UNKNOWN_SYSTEM};
 use super::wire::system_base;
 use crate::config::LimitsConfig;
@@ -32,6 +35,10 @@ pub struct RedisRegistry {
     limits: LimitsConfig,
     scripts: Scripts,
     register: Script,
+    /// Clients whose removal failed (Redis down or slow): removed again once Redis answers
+    /// ([`RedisRegistry::retry_removals`]), so no client that left stays listed. Bounded by the
+    /// clients this node held.
+    pending: Mutex<HashSet<(String, String)>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> RegistryError {
@@ -75,7 +82,77 @@ impl RedisRegistry {
             limits,
             scripts: Scripts::new(),
             register: Script::new(REGISTER_SYSTEM),
+            pending: Mutex::default(),
         }
+    }
+
+    /// Remove again the clients whose removal failed; what each one left, for the notices.
+    /// Those that fail again stay pending.
+    pub async fn retry_removals(&self) -> Vec<(String, String, Vec<Left>)> {
+        let pending: Vec<(String, String)> = self.pending.lock().drain().collect();
+        let mut done = Vec::new();
+        for (system, client) in pending {
+            match self.remove_client(&system, &client).await {
+                Ok(left) => done.push((system, client, left)),
+                Err(RegistryError::Unavailable(_)) => {} // queued again by remove_client
+                Err(_) => {}                             // gone already (reaped, or data lost)
+            }
+        }
+        done
+    }
+
+    /// Remove `client`, without queueing a retry when Redis fails (the reaper retries a whole
+    /// node instead, and must be the one to announce what it removes).
+    pub async fn remove_once(&self, system: &str, client: &str) -> Result<Vec<Left>> {
+        let v = self
+            .script(&self.scripts.remove_client, system, client, &[client])
+            .await?;
+        lefts(v, client)
+    }
+
+    /// How many removals wait for Redis.
+    pub fn pending_removals(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// What the registry holds about `client` (for the [`super::mirror`]).
+    pub async fn snapshot(&self, system: &str, client: &str) -> Result<Snapshot> {
+        let v = self
+            .script(&self.scripts.snapshot, system, client, &[client])
+            .await?;
+        let (uid, groups, info): (String, Vec<String>, Vec<String>) = parse(v)?;
+        let pairs = |flat: Vec<String>| {
+            let mut it = flat.into_iter();
+            let mut out = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((k, v));
+            }
+            out
+        };
+        Ok(Snapshot {
+            uid: (!uid.is_empty()).then_some(uid),
+            groups: pairs(groups),
+            info: pairs(info),
+        })
+    }
+
+    /// Register live `client` again as `snapshot` has it (Redis lost its data).
+    pub async fn restore(&self, system: &str, client: &str, snapshot: &Snapshot) -> Result<()> {
+        let instance = crate::ids::instance_of(client).unwrap_or(client);
+        let ngroups = snapshot.groups.len().to_string();
+        let mut args: Vec<&str> = vec![
+            client,
+            instance,
+            snapshot.uid.as_deref().unwrap_or(""),
+            &ngroups,
+        ];
+        for (k, v) in snapshot.groups.iter().chain(&snapshot.info) {
+            args.push(k);
+            args.push(v);
+        }
+        self.script(&self.scripts.restore, system, client, &args)
+            .await?;
+        Ok(())
     }
 
     fn base(&self, system: &str) -> String {
@@ -110,9 +187,9 @@ impl RedisRegistry {
         }
     }
 
-    /// The clients of `system` that node `node` holds, as the registry has them.
-    pub async fn node_clients(&self, system: &str, node: u32) -> Result<Vec<String>> {
-        let c = Self::key_cmd("SMEMBERS", format!("{}node:{node}", self.base(system)));
+    /// The clients of `system` that `instance` registered, as the registry has them.
+    pub async fn instance_clients(&self, system: &str, instance: &str) -> Result<Vec<String>> {
+        let c = Self::key_cmd("SMEMBERS", format!("{}node:{instance}", self.base(system)));
         self.read(system, c).await
     }
 
@@ -236,12 +313,13 @@ impl Registry for RedisRegistry {
 
     async fn add_client(&self, system: &str, client: &str, uid: Option<&str>) -> Result<()> {
         let node = self.node.to_string();
+        let instance = crate::ids::instance_of(client).unwrap_or(&node);
         let v = self
             .script(
                 &self.scripts.add_client,
                 system,
                 client,
-                &[client, &node, uid.unwrap_or("")],
+                &[client, instance, uid.unwrap_or("")],
             )
             .await?;
         match v {
@@ -251,10 +329,15 @@ impl Registry for RedisRegistry {
     }
 
     async fn remove_client(&self, system: &str, client: &str) -> Result<Vec<Left>> {
-        let v = self
-            .script(&self.scripts.remove_client, system, client, &[client])
-            .await?;
-        lefts(v, client)
+        match self.remove_once(system, client).await {
+            Err(e @ RegistryError::Unavailable(_)) => {
+                self.pending
+                    .lock()
+                    .insert((system.to_owned(), client.to_owned()));
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     async fn client_exists(&self, system: &str, client: &str) -> Result<bool> {
@@ -333,6 +416,29 @@ impl Registry for RedisRegistry {
     async fn group_clients(&self, system: &str, group: &str) -> Result<Vec<String>> {
         let c = Self::key_cmd("HKEYS", format!("{}groups:{group}", self.base(system)));
         Ok(sorted(self.read(system, c).await?))
+    }
+
+    async fn group_count(&self, system: &str, group: &str, exclude: &[String]) -> Result<usize> {
+        let key = format!("{}groups:{group}", self.base(system));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HEXISTS")
+            .arg(&self.systems_key)
+            .arg(system)
+            .cmd("HLEN")
+            .arg(&key);
+        let unique: BTreeSet<&String> = exclude.iter().collect();
+        for c in &unique {
+            pipe.cmd("HEXISTS").arg(&key).arg(*c);
+        }
+        let mut conn = self.conn.clone();
+        let answers: Vec<i64> = self.run(pipe.query_async(&mut conn)).await?;
+        if answers.first() != Some(&1) {
+            return Err(RegistryError::UnknownSystem(system.to_owned()));
+        }
+        let len = answers.get(1).copied().unwrap_or(0);
+        let excluded: i64 = answers.iter().skip(2).sum();
+        Ok(usize::try_from(len - excluded).unwrap_or(0))
     }
 
     async fn groups(&self, system: &str) -> Result<Vec<String>> {

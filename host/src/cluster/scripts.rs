@@ -37,7 +37,8 @@ redis.call('HSET', ARGV[1], ARGV[2], ARGV[3])
 return 1
 ";
 
-/// ARGV: 4 client, 5 node, 6 uid or ''. Answers 0, or -1 when the system is full.
+/// ARGV: 4 client, 5 its instance ([`crate::ids::instance_of`]), 6 uid or ''. Answers 0, or -1
+/// when the system is full.
 const ADD_CLIENT: &str = r"
 local c = ARGV[4]
 local max = redis.call('HGET', ARGV[1], ARGV[2])
@@ -167,6 +168,48 @@ if n > 0 then redis.call('HSET', key, unpack(flat)) end
 return 0
 ";
 
+/// ARGV: 4 client. Answers what a node needs to register the client again after Redis lost
+/// its data: {uid or '', {group, member, ...}, {info key, value, ...}}.
+const SNAPSHOT: &str = r"
+local uid = redis.call('HGET', b..'uids', c) or ''
+local groups = {}
+for _, g in ipairs(redis.call('SMEMBERS', b..'cgroups:'..c)) do
+  table.insert(groups, g)
+  table.insert(groups, redis.call('HGET', b..'groups:'..g, c) or '')
+end
+return {uid, groups, redis.call('HGETALL', b..'info:'..c)}
+";
+
+/// Registers a live client again from its node's snapshot (Redis lost its data). ARGV: 4
+/// client, 5 instance, 6 uid or '', 7 number of groups, then group, member pairs, then info
+/// key, value pairs. Limits are not checked again: they were when the state was written.
+/// Answers 0.
+const RESTORE: &str = r"
+local c = ARGV[4]
+redis.call('HSET', b..'clients', c, ARGV[5])
+redis.call('SADD', b..'node:'..ARGV[5], c)
+if ARGV[6] ~= '' then
+  redis.call('HSET', b..'uids', c, ARGV[6])
+  redis.call('SADD', b..'uid:'..ARGV[6], c)
+end
+local ng = tonumber(ARGV[7])
+local i = 8
+for _ = 1, ng do
+  local g = ARGV[i]
+  redis.call('SADD', b..'cgroups:'..c, g)
+  redis.call('SADD', b..'groups', g)
+  redis.call('HSET', b..'groups:'..g, c, ARGV[i + 1])
+  i = i + 2
+end
+local info = b..'info:'..c
+redis.call('DEL', info)
+while i < #ARGV do
+  redis.call('HSET', info, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return 0
+";
+
 /// The registry's scripts, loaded once (their SHA is cached by Redis; `invoke_async` falls
 /// back to sending the source after a Redis restart).
 pub(super) struct Scripts {
@@ -180,6 +223,8 @@ pub(super) struct Scripts {
     pub(super) group_uids: Script,
     pub(super) info: Script,
     pub(super) write_info: Script,
+    pub(super) snapshot: Script,
+    pub(super) restore: Script,
 }
 
 fn script(parts: &[&str]) -> Script {
@@ -200,6 +245,8 @@ impl Scripts {
             group_uids: script(&[HEADER, GROUP_UIDS]),
             info: script(&[HEADER, CLIENT, INFO]),
             write_info: script(&[HEADER, CLIENT, WRITE_INFO]),
+            snapshot: script(&[HEADER, CLIENT, SNAPSHOT]),
+            restore: script(&[HEADER, RESTORE]),
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum Kind {
     Joined = 5,
     /// Client `list[0]`, held by the receiver, left group `target`.
     Left = 6,
+    /// Client `list[0]`, held by the receiver, had its uid or info changed through another
+    /// node: the receiver reads it again for its [`mirror`](super::mirror).
+    Touch = 7,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             4 => Kind::Close,
             5 => Kind::Joined,
             6 => Kind::Left,
+            7 => Kind::Touch,
             _ => return None,
         })
     }

@@ -109,12 +109,15 @@ impl Gateway {
         client: &str,
         uid: &Uid,
     ) -> Result<(), GatewayError> {
-        Ok(self.inner.registry.bind_uid(system, client, uid).await?)
+        self.inner.registry.bind_uid(system, client, uid).await?;
+        self.track(Change::Touched { system, client });
+        Ok(())
     }
 
     /// Remove a client's uid.
     pub async fn unbind_uid(&self, system: &str, client: &str) -> Result<(), GatewayError> {
         self.inner.registry.unbind_uid(system, client).await?;
+        self.track(Change::Touched { system, client });
         Ok(())
     }
 
@@ -125,7 +128,9 @@ impl Gateway {
         client: &str,
         info: Info,
     ) -> Result<(), GatewayError> {
-        Ok(self.inner.registry.set_info(system, client, info).await?)
+        self.inner.registry.set_info(system, client, info).await?;
+        self.track(Change::Touched { system, client });
+        Ok(())
     }
 
     /// Merge into a client's info.
@@ -135,10 +140,11 @@ impl Gateway {
         client: &str,
         info: Info,
     ) -> Result<(), GatewayError> {
-        Ok(self
-            .inner
+        self.inner
             .registry
             .update_info(system, client, info)
-            .await?)
+            .await?;
+        self.track(Change::Touched { system, client });
+        Ok(())
     }
 }

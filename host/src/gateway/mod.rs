@@ -95,6 +95,9 @@ struct Inner {
     /// 10k-client fan-out benchmark).
     by_system: DashMap<Arc<str>, SystemConnections>,
     ids: IdGen,
+    /// The systems this node registered, with their `max_connections`: a cluster registers them
+    /// again if Redis loses its data.
+    registered: parking_lot::Mutex<std::collections::BTreeMap<String, Option<usize>>>,
     metrics: Metrics,
     events: OnceLock<Arc<dyn EventSink>>,
     /// Delivery to other nodes; unset on a single node, whose sends then never leave the
@@ -116,7 +119,9 @@ impl Gateway {
 
     /// A gateway over any registry (a cluster passes a shared one).
     pub async fn with_registry(config: Arc<Config>, registry: Arc<dyn Registry>) -> Self {
+        let mut registered = std::collections::BTreeMap::new();
         for (name, system) in &config.systems {
+            registered.insert(name.clone(), system.max_connections);
             if let Err(err) = registry.register_system(name, system.max_connections).await {
                 tracing::error!(system = %name, cause = %err, "configured system not registered");
             }
@@ -125,6 +130,7 @@ impl Gateway {
         Self {
             inner: Arc::new(Inner {
                 ids: IdGen::new(node),
+                registered: parking_lot::Mutex::new(registered),
                 config,
                 registry,
                 connections: DashMap::new(),
@@ -239,7 +245,11 @@ impl Gateway {
             .connections
             .get_or_create(&Metrics::system(system))
             .inc();
-        self.track(Change::ClientUp { system });
+        self.track(Change::ClientUp {
+            system,
+            client: &id,
+            uid,
+        });
         Ok((id, rx))
     }
 
@@ -315,6 +325,8 @@ impl Gateway {
         if let Some(gauge) = self.inner.metrics.connections.get(&Metrics::system(system)) {
             gauge.dec();
         }
+        self.track(Change::ClientDown { system, client });
+        let mut announce = true;
         match self.inner.registry.remove_client(system, client).await {
             Ok(left) => {
                 for l in left {
@@ -332,10 +344,15 @@ impl Gateway {
                 // system to leave removes them for good.
                 self.inner.metrics.remove_system(system);
             }
-            Err(err) => debug!(cause = %err, client, "client already gone from the registry"),
+            Err(RegistryError::UnknownClient(_)) if self.inner.broker.get().is_some() => {
+                // Another node reaped it (this node was stopped past its lease) and gave the
+                // notices and `on-close` then: whoever removes a client announces it, once.
+                announce = false;
+                debug!(client, "client was reaped by another node");
+            }
+            Err(err) => debug!(cause = %err, client, "client not removed from the registry"),
         }
-        self.track(Change::ClientDown { system });
-        if let Some(sink) = self.inner.events.get() {
+        if announce && let Some(sink) = self.inner.events.get() {
             sink.close(system, client, code, reason);
         }
     }

@@ -4,7 +4,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Gateway;
-use crate::cluster::LocalDelivery;
+use crate::cluster::{Change, LocalDelivery};
 use crate::domain::close::CloseCode;
 use crate::registry::Left;
 
@@ -37,10 +37,36 @@ impl LocalDelivery for Gateway {
         }
     }
 
-    fn close_all_local(&self, code: u16, reason: &str) {
+    fn reaped_while_away(&self, code: u16, reason: &str) {
+        // New ids first: a client connecting from now on is not one the reaper is removing.
+        self.inner.ids.renew();
         for conn in self.inner.connections.iter() {
             conn.out.close(CloseCode::from_peer(code), reason);
         }
+    }
+
+    fn removed_late(&self, system: &str, client: &str, left: Vec<Left>) {
+        for l in &left {
+            self.track(Change::Left {
+                system,
+                group: &l.group,
+                client,
+            });
+            self.notify_left(system, client, l);
+        }
+    }
+
+    fn instance(&self) -> String {
+        self.inner.ids.instance()
+    }
+
+    fn systems_to_restore(&self) -> Vec<(String, Option<usize>)> {
+        self.inner
+            .registered
+            .lock()
+            .iter()
+            .map(|(s, m)| (s.clone(), *m))
+            .collect()
     }
 
     fn close_local_client(&self, system: &str, client: &str, code: u16, reason: &str) {

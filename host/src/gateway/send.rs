@@ -101,11 +101,6 @@ impl Gateway {
         Ok(remote.len())
     }
 
-    /// How many of `clients` other nodes hold (cluster mode only).
-    fn count_remote<'a>(&self, clients: impl Iterator<Item = &'a String>) -> usize {
-        clients.filter(|c| self.remote_broker(c).is_some()).count()
-    }
-
     /// Queue `msg` to `clients` of `system` except `exclude`; how many took it. A send to a chat
     /// room's handful of members pushes as it looks them up (no list of queues is built); only
     /// a send large enough to be split collects the queues first.
@@ -265,13 +260,23 @@ impl Gateway {
         exclude: &[String],
     ) -> Result<usize, GatewayError> {
         self.check_size(&msg)?;
-        let members = self.inner.registry.group_clients(system, group).await?;
-        let mut remote = 0;
         if let Some(broker) = self.inner.broker.get() {
+            // A cluster never reads the member list to send: Redis counts the group (one round
+            // trip), one packet goes to the group's channel (only nodes with members listen),
+            // and this node writes to its own members, which it knows. Redis commands per
+            // broadcast: 2, whatever the group's size.
+            let count = self
+                .inner
+                .registry
+                .group_count(system, group, exclude)
+                .await?;
             broker.to_group(system, group, exclude, &msg)?;
-            remote = self.count_remote(members.iter().filter(|c| !exclude.contains(c)));
+            let local = broker.local_members(system, group);
+            self.deliver_many(system, &local, exclude, msg).await;
+            return Ok(count);
         }
-        Ok(remote + self.deliver_many(system, &members, exclude, msg).await)
+        let members = self.inner.registry.group_clients(system, group).await?;
+        Ok(self.deliver_many(system, &members, exclude, msg).await)
     }
 
     /// Send to every client of the system except `exclude`.

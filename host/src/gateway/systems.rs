@@ -22,7 +22,12 @@ impl Gateway {
             .systems
             .get(system.as_str())
             .and_then(|s| s.max_connections);
-        Ok(self.inner.registry.register_system(&system, max).await?)
+        let created = self.inner.registry.register_system(&system, max).await?;
+        self.inner
+            .registered
+            .lock()
+            .insert(system.as_str().to_owned(), max);
+        Ok(created)
     }
 
     /// Remove a system created at run time (by `register`): its clients are closed with 1001
@@ -49,6 +54,7 @@ impl Gateway {
             ));
         }
         let clients = self.inner.registry.remove_system(system).await?;
+        self.inner.registered.lock().remove(system.as_str());
         for client in &clients {
             self.close_local(client, CloseCode::GOING_AWAY, UNREGISTERED_REASON);
         }

@@ -183,6 +183,13 @@ pub trait Registry: Send + Sync + 'static {
     async fn leave_group(&self, system: &str, client: &str, group: &str) -> Result<Left>;
     /// The members of a group; empty for an unknown group.
     async fn group_clients(&self, system: &str, group: &str) -> Result<Vec<String>>;
+    /// How many members a group has, not counting those in `exclude`. A shared registry
+    /// answers without sending the member list (a cluster's `send_to_group` asks this, not
+    /// [`Registry::group_clients`]).
+    async fn group_count(&self, system: &str, group: &str, exclude: &[String]) -> Result<usize> {
+        let members = self.group_clients(system, group).await?;
+        Ok(members.iter().filter(|m| !exclude.contains(m)).count())
+    }
     /// Every group with at least one member.
     async fn groups(&self, system: &str) -> Result<Vec<String>>;
     /// The groups a client is in.

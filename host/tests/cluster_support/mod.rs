@@ -1,7 +1,7 @@
 //! Harness of the cluster tests: a `redis-server` of the test's own on a free port (never the
 //! machine's 6379), real `wasmgate` processes started with `--redis`, real WebSocket clients
 //! and a real HTTP client. Every process is killed when its guard drops.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)] // node logs on request
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -30,24 +30,56 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub child: Child,
     pub port: u16,
+    /// How it keeps data: nothing (`--save '' --appendonly no`), or an append-only file.
+    persistence: Vec<String>,
 }
 
 impl RedisServer {
+    /// A server that keeps nothing: a restart comes back empty.
     pub fn start() -> Self {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// A server that writes every command to an append-only file in `dir` before answering:
+    /// a restart (even after SIGKILL) comes back with its data.
+    pub fn start_persistent(dir: &std::path::Path) -> Self {
+        let dir = dir.to_str().unwrap();
+        Self::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            dir,
+        ])
+    }
+
+    fn start_with(persistence: &[&str]) -> Self {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
+        let persistence: Vec<String> = persistence.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::spawn(port, &persistence);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port }
+        Self {
+            child,
+            port,
+            persistence,
+        }
+    }
+
+    fn spawn(port: u16, persistence: &[String]) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(persistence)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)")
     }
 
     pub fn url(&self) -> String {
@@ -58,6 +90,25 @@ impl RedisServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port, with what its persistence kept.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.child = Self::spawn(self.port, &self.persistence);
+            let up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < up {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // The port may still be held by the old socket for a moment: try again.
+            self.kill();
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+        }
     }
 }
 
@@ -106,7 +157,11 @@ impl Node {
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let echo = std::env::var_os("WASMGATE_TEST_NODE_LOGS").is_some();
             for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("node {id}: {line}");
+                }
                 if line.contains("wasmgate listening") {
                     let _ = tx.send(());
                 }
@@ -123,8 +178,19 @@ impl Node {
         }
     }
 
+    /// Send `signal` (`STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// SIGKILL, no goodbye.
     pub fn kill(&mut self) {
+        // A stopped process dies of SIGKILL too; no SIGCONT needed.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
