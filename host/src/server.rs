@@ -155,7 +155,9 @@ impl Server {
                 let node = *config.node_id.get_or_insert_with(rand::random);
                 let cluster = Cluster::connect(&url, &config.redis_prefix, node).await?;
                 let registry = cluster.registry(config.limits.clone());
+                let kv = cluster.kv();
                 let gateway = Gateway::with_registry(Arc::new(config), registry.clone()).await;
+                gateway.set_shared_kv(kv);
                 let broker = cluster
                     .start(registry, Arc::new(gateway.clone()), gateway.metrics())
                     .await?;

@@ -130,3 +130,114 @@ async fn a_plugins_send_to_group_reaches_members_on_every_node() {
         n.stop().await;
     }
 }
+
+/// A host call from `client` expected to fail: its error text.
+async fn call_err(client: &mut Client, name: &str, args: Value) -> String {
+    client
+        .send_text(&json!({"call": name, "args": args}).to_string())
+        .await;
+    let answer = client.recv_json().await;
+    assert_eq!(answer["call"], name, "{answer}");
+    answer["err"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} should fail: {answer}"))
+        .to_owned()
+}
+
+/// In a cluster a plugin has one key-value store, in Redis, whatever node runs the handler:
+/// a value set through one node is read through another, `incr` from three nodes at once loses
+/// no increment, and refusals are the single node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_value_store_is_one_store_across_nodes() {
+    let redis = RedisServer::start();
+    let prefix = format!("t-kv-{}:", std::process::id());
+    let dirs: Vec<_> = (0..3).map(|_| folder()).collect();
+    let mut nodes = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        install(dir.path(), "hostcalls", HOSTCALLS);
+        let mut cfg = config(dir.path());
+        cfg.redis = Some(format!("redis://127.0.0.1:{}", redis.port));
+        cfg.redis_prefix = prefix.clone();
+        cfg.node_id = Some(i as u32 + 1);
+        nodes.push(TestGateway::start(cfg).await);
+    }
+    let mut clients = Vec::new();
+    for n in &nodes {
+        clients.push(n.connect("hostcalls").await);
+    }
+
+    call(
+        &mut clients[0],
+        "kv-set",
+        json!({"key": "k1", "value": "text"}),
+    )
+    .await;
+    assert_eq!(
+        call(&mut clients[2], "kv-get", json!({"key": "k1"})).await,
+        "text"
+    );
+    call(
+        &mut clients[1],
+        "kv-set",
+        json!({"key": "k2", "value": [0, 255, 1]}),
+    )
+    .await;
+    assert_eq!(
+        call(&mut clients[0], "kv-get", json!({"key": "k2"})).await,
+        json!([0, 255, 1])
+    );
+
+    // 3 nodes × 40 increments, at once.
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..40 {
+                call(&mut c, "kv-incr", json!({"key": "hits", "delta": 1})).await;
+            }
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    assert_eq!(
+        call(&mut clients[1], "kv-get", json!({"key": "hits"})).await,
+        "120"
+    );
+    assert_eq!(
+        call(
+            &mut clients[2],
+            "kv-incr",
+            json!({"key": "hits", "delta": -20})
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        call(&mut clients[0], "kv-keys", json!({"prefix": "k"})).await,
+        json!(["k1", "k2"])
+    );
+    assert_eq!(
+        call(&mut clients[2], "kv-delete", json!({"key": "k1"})).await,
+        true
+    );
+    assert_eq!(
+        call(&mut clients[0], "kv-delete", json!({"key": "k1"})).await,
+        false
+    );
+    assert_eq!(
+        call(&mut clients[1], "kv-get", json!({"key": "k1"})).await,
+        Value::Null
+    );
+
+    // Refusals worded as on one node.
+    let e = call_err(&mut clients[0], "kv-incr", json!({"key": "k2", "delta": 1})).await;
+    assert!(e.contains("not a decimal integer"), "{e}");
+    let e = call_err(&mut clients[1], "kv-set", json!({"key": "", "value": "x"})).await;
+    assert!(e.contains("empty key"), "{e}");
+
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -15,6 +15,7 @@
 
 mod broker;
 mod interest;
+pub mod kv;
 mod lease;
 mod mirror;
 mod node;
@@ -28,6 +29,7 @@ use crate::domain::close::{CloseCode, CloseReason};
 use crate::registry::RegistryError;
 
 pub use broker::RedisBroker;
+pub use kv::RedisKv;
 pub use node::{Cluster, ClusterError};
 pub use redis_registry::RedisRegistry;
 

@@ -127,6 +127,15 @@ impl Cluster {
         ))
     }
 
+    /// The plugins' shared key-value stores.
+    pub fn kv(&self) -> Arc<super::RedisKv> {
+        Arc::new(super::RedisKv::new(
+            self.commands.clone(),
+            &self.prefix,
+            self.node,
+        ))
+    }
+
     /// Start publishing, subscribing and receiving: packets for this node's clients go to
     /// `local`; the cluster's counters go into `metrics`. Returns the broker for the gateway.
     pub async fn start(

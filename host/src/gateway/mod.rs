@@ -103,6 +103,9 @@ struct Inner {
     /// Delivery to other nodes; unset on a single node, whose sends then never leave the
     /// local tables (see [`crate::cluster`]).
     broker: OnceLock<Arc<dyn Broker>>,
+    /// The plugins' key-value stores when they are shared by a cluster; unset on a single
+    /// node, whose plugins keep theirs in files.
+    shared_kv: OnceLock<Arc<crate::cluster::RedisKv>>,
     /// Parent of every connection's token: cancelling it closes every client (shutdown).
     root: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them to drain.
@@ -138,6 +141,7 @@ impl Gateway {
                 metrics: Metrics::new(),
                 events: OnceLock::new(),
                 broker: OnceLock::new(),
+                shared_kv: OnceLock::new(),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -173,6 +177,17 @@ impl Gateway {
     /// once, before serving; a second call is ignored.
     pub fn set_broker(&self, broker: Arc<dyn Broker>) {
         let _ = self.inner.broker.set(broker);
+    }
+
+    /// Keep the plugins' key-value stores in `kv`, shared by the cluster. Set once, before the
+    /// plugins load.
+    pub fn set_shared_kv(&self, kv: Arc<crate::cluster::RedisKv>) {
+        let _ = self.inner.shared_kv.set(kv);
+    }
+
+    /// The plugins' shared key-value stores (cluster mode only).
+    pub fn shared_kv(&self) -> Option<&Arc<crate::cluster::RedisKv>> {
+        self.inner.shared_kv.get()
     }
 
     /// This node's id (in every client id it hands out).

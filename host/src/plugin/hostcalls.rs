@@ -24,11 +24,26 @@ use super::bindings::{
     Host, Level, WitError, WitMember, WitMessage, from_info, to_info, to_wit_error, to_ws, wit_len,
 };
 use super::entry::now_ms;
+use super::kv;
 use super::metrics::QuotaLabels;
 use super::rules;
-use super::state::HostState;
+use super::state::{HostState, KvHeld};
+use crate::cluster::kv::{IncrOutcome, Measured, SetOutcome};
 
 type R<T> = Result<T, WitError>;
+
+/// A shared store that Redis could not reach, as the guest sees it.
+fn unavailable(e: crate::registry::RegistryError) -> WitError {
+    WitError::Unavailable(e.to_string())
+}
+
+/// A change the shared store refused, worded by the single node's rule from what Redis measured.
+fn refused(key: &str, value_len: usize, m: Measured) -> WitError {
+    match rules::kv_set(key, value_len, m.keys, m.bytes, m.old) {
+        Err(refusal) => refusal.into(),
+        Ok(_) => WitError::QuotaExceeded("key-value store quota".into()),
+    }
+}
 
 /// A name that broke the name rule: `invalid-argument` with the API's 400 message.
 fn invalid(err: NameError) -> WitError {
@@ -44,10 +59,29 @@ impl HostState {
     /// event only): with several instances, a read-modify-write inside one handler must not
     /// interleave with another instance's. Released by `end_event` (or with the store, when
     /// the event traps). One instance never waits: the turn is only taken when pooled.
-    async fn kv_turn(&mut self) {
-        if self.kv_held.is_none() && self.plugin.pooled() {
-            self.kv_held = Some(self.plugin.kv_turn.clone().lock_owned().await);
+    ///
+    /// In a cluster the store is shared by every node, and so is the turn: taken after this
+    /// node's (so one node's instances do not all wait on Redis), it answers `unavailable`
+    /// when Redis does or when another node holds it for too long.
+    async fn kv_turn(&mut self) -> R<()> {
+        if self.kv_held.is_some() {
+            return Ok(());
         }
+        let local = match self.plugin.pooled() {
+            true => Some(self.plugin.kv_turn.clone().lock_owned().await),
+            false => None,
+        };
+        let cluster = match self.plugin.gateway.shared_kv() {
+            Some(kv) => Some(kv.turn(&self.plugin.name).await.map_err(unavailable)?),
+            None => None,
+        };
+        if local.is_some() || cluster.is_some() {
+            self.kv_held = Some(KvHeld {
+                _local: local,
+                _cluster: cluster,
+            });
+        }
+        Ok(())
     }
 
     /// `group` checked with the API's rule (`limits.max_name_bytes`).
@@ -310,28 +344,75 @@ impl Host for HostState {
     }
 
     async fn kv_get(&mut self, key: String) -> R<Option<Vec<u8>>> {
-        self.kv_turn().await;
-        self.plugin.kv.get(&key)
+        self.kv_turn().await?;
+        match self.plugin.gateway.shared_kv() {
+            Some(kv) => {
+                rules::kv_key(&key)?;
+                kv.get(&self.plugin.name, &key).await.map_err(unavailable)
+            }
+            None => self.plugin.kv.get(&key),
+        }
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> R<()> {
-        self.kv_turn().await;
-        self.plugin.kv.set(&key, value)
+        self.kv_turn().await?;
+        let Some(kv) = self.plugin.gateway.shared_kv() else {
+            return self.plugin.kv.set(&key, value);
+        };
+        // The rule's own checks first (key, value size): refused without a round trip.
+        rules::kv_set(&key, value.len(), 0, 0, 0)?;
+        let (max_keys, max_bytes) = (kv::MAX_KEYS, kv::MAX_TOTAL_BYTES);
+        match kv
+            .set(&self.plugin.name, &key, &value, max_keys, max_bytes)
+            .await
+            .map_err(unavailable)?
+        {
+            SetOutcome::Done => Ok(()),
+            SetOutcome::Refused(m) => Err(refused(&key, value.len(), m)),
+        }
     }
 
     async fn kv_delete(&mut self, key: String) -> R<bool> {
-        self.kv_turn().await;
-        self.plugin.kv.delete(&key)
+        self.kv_turn().await?;
+        match self.plugin.gateway.shared_kv() {
+            Some(kv) => {
+                rules::kv_key(&key)?;
+                kv.delete(&self.plugin.name, &key)
+                    .await
+                    .map_err(unavailable)
+            }
+            None => self.plugin.kv.delete(&key),
+        }
     }
 
     async fn kv_incr(&mut self, key: String, delta: i64) -> R<i64> {
-        self.kv_turn().await;
-        self.plugin.kv.incr(&key, delta)
+        self.kv_turn().await?;
+        let Some(shared) = self.plugin.gateway.shared_kv() else {
+            return self.plugin.kv.incr(&key, delta);
+        };
+        rules::kv_key(&key)?;
+        let (max_keys, max_bytes) = (kv::MAX_KEYS, kv::MAX_TOTAL_BYTES);
+        match shared
+            .incr(&self.plugin.name, &key, delta, max_keys, max_bytes)
+            .await
+            .map_err(unavailable)?
+        {
+            IncrOutcome::Done(n) => Ok(n),
+            // The single node's rule words the refusal from the value Redis would not add to.
+            IncrOutcome::NotInteger(raw) => Ok(rules::kv_incr(&key, Some(&raw), delta)?),
+            IncrOutcome::Refused(m) => Err(refused(&key, 20, m)),
+        }
     }
 
     async fn kv_keys(&mut self, prefix: String) -> R<Vec<String>> {
-        self.kv_turn().await;
-        Ok(self.plugin.kv.keys(&prefix))
+        self.kv_turn().await?;
+        match self.plugin.gateway.shared_kv() {
+            Some(kv) => kv
+                .keys(&self.plugin.name, &prefix)
+                .await
+                .map_err(unavailable),
+            None => Ok(self.plugin.kv.keys(&prefix)),
+        }
     }
 
     async fn set_timer(

@@ -174,7 +174,7 @@ pub(crate) struct HostState {
     /// Which instance of the plugin's pool this is: timers it sets fire here.
     pub lane: usize,
     /// The plugin's key-value turn, held from the event's first KV call to its end.
-    pub kv_held: Option<tokio::sync::OwnedMutexGuard<()>>,
+    pub kv_held: Option<KvHeld>,
     /// Epoch ticks the call in progress may still run before it is cut (see `actor.rs`).
     pub ticks_left: u64,
     /// While `init` of an instance not serving yet runs: the timers it set, held until the
@@ -350,6 +350,15 @@ impl AsyncWrite for LineLog {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+/// A plugin's key-value turn, as one event holds it: this node's (between the instances of a
+/// pool) and, in a cluster, the cluster's (between nodes). Released when dropped.
+pub struct KvHeld {
+    /// This node's turn, when pooled (held, never read).
+    pub _local: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The cluster's turn, in cluster mode (held, never read).
+    pub _cluster: Option<crate::cluster::kv::Turn>,
 }
 
 #[cfg(test)]
