@@ -72,4 +72,18 @@ pub trait EventSink: Send + Sync + 'static {
     fn serves(&self, _system: &str) -> bool {
         false
     }
+    /// Run timer `id` of `plugin`, set on a node that died, after `delay` (cluster mode):
+    /// `false` when no such plugin runs here. The default runs nothing.
+    fn adopt_timer(
+        &self,
+        plugin: &str,
+        id: u64,
+        system: &str,
+        payload: String,
+        client: Option<String>,
+        delay: std::time::Duration,
+    ) -> bool {
+        let _ = (plugin, id, system, payload, client, delay);
+        false
+    }
 }

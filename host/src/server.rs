@@ -155,11 +155,18 @@ impl Server {
                 let node = *config.node_id.get_or_insert_with(rand::random);
                 let cluster = Cluster::connect(&url, &config.redis_prefix, node).await?;
                 let registry = cluster.registry(config.limits.clone());
-                let kv = cluster.kv();
+                let (kv, timers) = (cluster.kv(), cluster.timers());
                 let gateway = Gateway::with_registry(Arc::new(config), registry.clone()).await;
                 gateway.set_shared_kv(kv);
+                gateway.set_shared_timers(timers.clone());
                 let broker = cluster
-                    .start(registry, Arc::new(gateway.clone()), gateway.metrics())
+                    .start(
+                        registry,
+                        timers,
+                        Arc::new(gateway.clone()),
+                        gateway.metrics(),
+                        gateway.shutdown_token().clone(),
+                    )
                     .await?;
                 gateway.set_broker(broker);
                 gateway

@@ -37,7 +37,9 @@ use super::LocalDelivery;
 use super::broker::{REDIS_TIMEOUT, Stats};
 use super::mirror::Mirror;
 use super::redis_registry::RedisRegistry;
+use super::timers::RedisTimers;
 use crate::registry::{Registry, RegistryError};
+use tokio_util::sync::CancellationToken;
 
 /// How often a node refreshes its lease and looks for dead peers.
 pub const LEASE_EVERY: Duration = Duration::from_secs(2);
@@ -84,8 +86,11 @@ pub(super) struct Lease {
     pub registry: Arc<RedisRegistry>,
     pub local: Arc<dyn LocalDelivery>,
     pub mirror: Arc<Mirror>,
+    pub timers: Arc<RedisTimers>,
     /// Woken when Redis answers again after an outage: check the lease now, not at the next tick.
     pub wake: Arc<Notify>,
+    /// Cancelled when the node stops gracefully: the lease is deleted, the tasks end.
+    pub shutdown: CancellationToken,
 }
 
 async fn bounded<T>(fut: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
@@ -106,8 +111,26 @@ impl Lease {
     /// Start the lease task and the reaper task.
     pub fn spawn(self) {
         let this = Arc::new(self);
-        tokio::spawn(this.clone().refresh_loop());
-        tokio::spawn(this.reap_loop());
+        let stop = this.shutdown.clone();
+        tokio::spawn(async move {
+            let lease = this.clone();
+            tokio::select! {
+                () = this.clone().refresh_loop() => {}
+                () = this.clone().reap_loop() => {}
+                () = stop.cancelled() => lease.give_up().await,
+            }
+        });
+    }
+
+    /// The node stops: delete its lease, so that another node reaps it now rather than in
+    /// 6 s (its clients are closing; its timers go on there).
+    async fn give_up(&self) {
+        let instance = self.local.instance();
+        let mut del = redis::cmd("DEL");
+        del.arg(format!("{}node:{instance}:lease", self.prefix));
+        let mut conn = self.conn.clone();
+        let _: Option<()> = bounded(del.query_async(&mut conn)).await;
+        info!(%instance, "lease given up: the node is stopping");
     }
 
     /// Refresh the lease, forever; resync after lost data, start over after being reaped.
@@ -260,6 +283,9 @@ impl Lease {
             for client in clients {
                 match self.registry.remove_once(&system, &client).await {
                     Ok(left) => {
+                        if let Err(e) = self.timers.take_client(&client).await {
+                            warn!(cause = %e, client, "bound timers of a reaped client kept");
+                        }
                         self.local.reaped(&system, &client, left);
                         reaped += 1;
                         self.stats.reaped.inc();
@@ -272,6 +298,26 @@ impl Lease {
                 }
             }
         }
+        // Its timers: those bound to its clients went with them (above); the rest run here.
+        let me = self.local.instance();
+        let adopted = match self.timers.take_over(peer, &me).await {
+            Ok(adopted) => adopted,
+            Err(e) => {
+                warn!(cause = %e, peer, "its timers were not taken over; retried when the lock expires");
+                return;
+            }
+        };
+        let timers = adopted.len();
+        for t in adopted {
+            let (plugin, id) = (t.plugin.clone(), t.id);
+            if !self.local.adopt_timer(t) {
+                warn!(
+                    plugin,
+                    id, "a timer of a plugin that does not run here was dropped"
+                );
+                let _ = self.timers.take(&plugin, id).await;
+            }
+        }
         let mut srem = redis::cmd("SREM");
         srem.arg(format!("{}nodes", self.prefix)).arg(peer);
         let mut conn = self.conn.clone();
@@ -279,6 +325,7 @@ impl Lease {
         info!(
             peer,
             clients = reaped,
+            timers,
             ms = started.elapsed().as_millis() as u64,
             "reaped a dead node instance"
         );

@@ -21,6 +21,7 @@ mod mirror;
 mod node;
 mod redis_registry;
 mod scripts;
+pub mod timers;
 pub mod wire;
 
 use tokio_tungstenite::tungstenite::Message;
@@ -32,6 +33,7 @@ pub use broker::RedisBroker;
 pub use kv::RedisKv;
 pub use node::{Cluster, ClusterError};
 pub use redis_registry::RedisRegistry;
+pub use timers::RedisTimers;
 
 /// A change in what this node holds, which decides the channels it listens to (a group's
 /// channel only while it has local members of the group, a system's while it has clients of
@@ -128,6 +130,9 @@ pub trait LocalDelivery: Send + Sync + 'static {
     fn removed_late(&self, system: &str, client: &str, left: Vec<crate::registry::Left>);
     /// The instance this node registers new clients under ([`crate::ids::instance_of`]).
     fn instance(&self) -> String;
+    /// Run a timer of a dead instance here (see [`timers`]); `false` when no plugin of that
+    /// name runs on this node.
+    fn adopt_timer(&self, timer: timers::Adopted) -> bool;
     /// The systems this node registered (configuration, plugins, API), with their
     /// `max_connections`: registered again if Redis loses its data.
     fn systems_to_restore(&self) -> Vec<(String, Option<usize>)>;

@@ -136,13 +136,23 @@ impl Cluster {
         ))
     }
 
+    /// The plugins' shared timers.
+    pub fn timers(&self) -> Arc<super::RedisTimers> {
+        Arc::new(super::RedisTimers::new(self.commands.clone(), &self.prefix))
+    }
+
     /// Start publishing, subscribing and receiving: packets for this node's clients go to
     /// `local`; the cluster's counters go into `metrics`. Returns the broker for the gateway.
+    ///
+    /// When `shutdown` is cancelled (a graceful stop), the node deletes its lease at once, so
+    /// that another node reaps what is left of it and takes its timers over.
     pub async fn start(
         self,
         registry: Arc<RedisRegistry>,
+        timers: Arc<super::RedisTimers>,
         local: Arc<dyn LocalDelivery>,
         metrics: &Metrics,
+        shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<RedisBroker>, ClusterError> {
         let channels = Channels::new(&self.prefix);
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
@@ -224,7 +234,9 @@ impl Cluster {
             registry,
             local,
             mirror: mirror.clone(),
+            timers,
             wake: wake.clone(),
+            shutdown: shutdown.clone(),
         }
         .spawn();
         let back = Back {
@@ -233,7 +245,12 @@ impl Cluster {
             subs: sub_tx,
             own: own.clone(),
         };
-        tokio::spawn(ping_loop(self.commands.clone(), stats.clone(), up, back));
+        tokio::spawn(shutdown.clone().run_until_cancelled_owned(ping_loop(
+            self.commands.clone(),
+            stats.clone(),
+            up,
+            back,
+        )));
         info!(node = self.node, channel = %own, "cluster node listening");
         Ok(Arc::new(RedisBroker::new(
             channels, pub_tx, interest, mirror, stats,

@@ -106,6 +106,9 @@ struct Inner {
     /// The plugins' key-value stores when they are shared by a cluster; unset on a single
     /// node, whose plugins keep theirs in files.
     shared_kv: OnceLock<Arc<crate::cluster::RedisKv>>,
+    /// The plugins' timers when a cluster keeps them (so that one fires once cluster-wide,
+    /// also when this node dies); unset on a single node.
+    shared_timers: OnceLock<Arc<crate::cluster::RedisTimers>>,
     /// Parent of every connection's token: cancelling it closes every client (shutdown).
     root: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them to drain.
@@ -142,6 +145,7 @@ impl Gateway {
                 events: OnceLock::new(),
                 broker: OnceLock::new(),
                 shared_kv: OnceLock::new(),
+                shared_timers: OnceLock::new(),
                 root: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -188,6 +192,23 @@ impl Gateway {
     /// The plugins' shared key-value stores (cluster mode only).
     pub fn shared_kv(&self) -> Option<&Arc<crate::cluster::RedisKv>> {
         self.inner.shared_kv.get()
+    }
+
+    /// Keep the plugins' timers in `timers` too, shared by the cluster. Set once, before the
+    /// plugins load.
+    pub fn set_shared_timers(&self, timers: Arc<crate::cluster::RedisTimers>) {
+        let _ = self.inner.shared_timers.set(timers);
+    }
+
+    /// The plugins' shared timers (cluster mode only).
+    pub fn shared_timers(&self) -> Option<&Arc<crate::cluster::RedisTimers>> {
+        self.inner.shared_timers.get()
+    }
+
+    /// The instance this node registers clients under (node id and boot, the first 16
+    /// digits of the ids it hands out now).
+    pub fn instance(&self) -> String {
+        self.inner.ids.instance()
     }
 
     /// This node's id (in every client id it hands out).

@@ -4,6 +4,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Gateway;
+use crate::cluster::timers::Adopted;
 use crate::cluster::{Change, LocalDelivery};
 use crate::domain::close::CloseCode;
 use crate::registry::Left;
@@ -58,6 +59,22 @@ impl LocalDelivery for Gateway {
 
     fn instance(&self) -> String {
         self.inner.ids.instance()
+    }
+
+    fn adopt_timer(&self, timer: Adopted) -> bool {
+        let Some(sink) = self.inner.events.get() else {
+            return false;
+        };
+        let now = crate::plugin::now_ms();
+        let delay = std::time::Duration::from_millis(timer.record.due_ms.saturating_sub(now));
+        sink.adopt_timer(
+            &timer.plugin,
+            timer.id,
+            &timer.record.system,
+            timer.record.payload,
+            timer.record.client,
+            delay,
+        )
     }
 
     fn systems_to_restore(&self) -> Vec<(String, Option<usize>)> {

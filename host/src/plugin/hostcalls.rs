@@ -29,6 +29,7 @@ use super::metrics::QuotaLabels;
 use super::rules;
 use super::state::{HostState, KvHeld};
 use crate::cluster::kv::{IncrOutcome, Measured, SetOutcome};
+use crate::cluster::timers::TimerRecord;
 
 type R<T> = Result<T, WitError>;
 
@@ -433,7 +434,29 @@ impl Host for HostState {
         {
             return Err(WitError::UnknownClient(c.clone()));
         }
-        let id = plugin.timers.set(
+        // In a cluster the timer is recorded in Redis first, which gives its id (see
+        // `crate::cluster::timers`); the rule is checked before, so a refused timer costs
+        // no round trip.
+        let shared_id = match gw.shared_timers() {
+            Some(shared) => {
+                rules::timer(delay_ms, payload.len(), plugin.timers.len())?;
+                let record = TimerRecord {
+                    system: self.system.to_string(),
+                    payload: payload.clone(),
+                    client: client.clone(),
+                    due_ms: now_ms().saturating_add(delay_ms),
+                    instance: gw.instance(),
+                };
+                Some(
+                    shared
+                        .create(&plugin.name, &record)
+                        .await
+                        .map_err(unavailable)?,
+                )
+            }
+            None => None,
+        };
+        let id = match plugin.timers.set(
             &plugin,
             &plugin.rt,
             self.system.clone(),
@@ -442,7 +465,16 @@ impl Host for HostState {
             payload,
             client,
             self.held_timers.is_some(),
-        )?;
+            shared_id,
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                if let (Some(shared), Some(id)) = (gw.shared_timers(), shared_id) {
+                    let _ = shared.take(&plugin.name, id).await;
+                }
+                return Err(e);
+            }
+        };
         if let Some(held) = &mut self.held_timers {
             held.push(id);
         }
@@ -464,7 +496,14 @@ impl Host for HostState {
     }
 
     async fn cancel_timer(&mut self, id: u64) -> bool {
-        self.plugin.timers.cancel(id)
+        let here = self.plugin.timers.cancel(id);
+        match self.plugin.gateway.shared_timers() {
+            // Wherever it sleeps: a timer set through another node is cancelled too. Redis
+            // says whether it was pending (a copy here may outlive a cancel made elsewhere);
+            // when it cannot say, this node's table does.
+            Some(shared) => shared.take(&self.plugin.name, id).await.unwrap_or(here),
+            None => here,
+        }
     }
 
     async fn log(&mut self, level: Level, message: String) {

@@ -379,7 +379,14 @@ impl PluginHost {
         plugin.live.store(false, Ordering::Release);
         self.routes.write().retain(|_, p| !Arc::ptr_eq(p, &plugin));
         plugin.stop();
-        plugin.timers.clear();
+        let ids = plugin.timers.clear();
+        // In a cluster its timers go from Redis too: no node would run them (a node that
+        // stops keeps its timers there instead, for the node that reaps it).
+        if let Some(shared) = plugin.gateway.shared_timers() {
+            for id in ids {
+                let _ = shared.take(name, id).await;
+            }
+        }
         super::flush(vec![plugin]).await;
         info!(plugin = name, "plugin unloaded: its clients stay connected");
         true

@@ -48,6 +48,7 @@ pub use api::router;
 #[doc(hidden)]
 #[cfg(feature = "bench-support")]
 pub use bench::DirectInstance;
+pub(crate) use entry::now_ms;
 pub use loader::ReloadOutcome;
 pub(crate) use watch::valid_name as valid_plugin_name;
 
@@ -338,6 +339,26 @@ impl EventSink for Sink {
         host.is_some_and(|h| h.routes.read().contains_key(system))
     }
 
+    fn adopt_timer(
+        &self,
+        plugin: &str,
+        id: u64,
+        system: &str,
+        payload: String,
+        client: Option<String>,
+        delay: Duration,
+    ) -> bool {
+        let Some(host) = self.host.upgrade() else {
+            return false;
+        };
+        let Some(p) = host.plugins.read().get(plugin).cloned() else {
+            return false;
+        };
+        p.timers
+            .adopt(&p, &p.rt, id, system.into(), payload, client, delay);
+        true
+    }
+
     fn connect(
         &self,
         system: &str,
@@ -386,7 +407,16 @@ impl EventSink for Sink {
             return;
         };
         // Its timers go with it (0.2 `set-timer` bound to a client): after this, none fires.
+        // In a cluster, also those set through other nodes, wherever they sleep.
         plugin.timers.cancel_client(client);
+        if let Some(shared) = plugin.gateway.shared_timers().cloned() {
+            let client = client.to_owned();
+            plugin.rt.spawn(async move {
+                if let Err(e) = shared.take_client(&client).await {
+                    warn!(client, cause = %e, "bound timers not cancelled in the cluster");
+                }
+            });
+        }
         // Past every bound: a plugin that misses an on-close leaks that client's state.
         plugin.mailbox(client).push_unbounded(Event::Close {
             system,

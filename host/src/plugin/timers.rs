@@ -10,6 +10,11 @@
 //! ([`Timers::arm`]). A version that fails to load takes its held timers with it
 //! ([`Timers::cancel`]), so neither a failed reload nor a short timer of the new version ever
 //! fires an `on-timer` into the version still serving.
+//!
+//! In a cluster the table works the same, and Redis holds a copy of every timer
+//! ([`crate::cluster::timers`]): the id comes from there, a sleep that ends claims its timer
+//! there before queueing `on-timer` (a cancel through another node wins), and timers of a node
+//! that died are [adopted](Timers::adopt) by the node that reaps it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,12 +96,14 @@ impl Timers {
         payload: String,
         client: Option<String>,
         held: bool,
+        id: Option<u64>,
     ) -> Result<u64, WitError> {
         let delay = Duration::from_millis(delay_ms);
         // Held across the spawn: the task cannot deliver before the entry exists.
         let mut pending = self.pending.lock();
         super::rules::timer(delay_ms, payload.len(), pending.by_id.len())?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        // A cluster's id (from Redis) or this plugin's own.
+        let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let task = (!held).then(|| start(plugin, rt, id, lane, delay));
         if let Some(client) = &client {
             pending
@@ -117,6 +124,43 @@ impl Timers {
             },
         );
         Ok(id)
+    }
+
+    /// Run timer `id`, set on a node that died, on lane 0 after `delay` (cluster mode).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn adopt(
+        &self,
+        plugin: &Arc<PluginShared>,
+        rt: &Handle,
+        id: u64,
+        system: Arc<str>,
+        payload: String,
+        client: Option<String>,
+        delay: Duration,
+    ) {
+        let mut pending = self.pending.lock();
+        if pending.by_id.contains_key(&id) {
+            return;
+        }
+        if let Some(client) = &client {
+            pending
+                .by_client
+                .entry(client.clone())
+                .or_default()
+                .push(id);
+        }
+        let task = Some(start(plugin, rt, id, 0, delay));
+        pending.by_id.insert(
+            id,
+            Pending {
+                system,
+                payload,
+                client,
+                task,
+                lane: 0,
+                delay,
+            },
+        );
     }
 
     /// Start held timers `ids` (their version now serves); cancelled ones are skipped.
@@ -170,15 +214,18 @@ impl Timers {
         ids.len()
     }
 
-    /// Cancel every timer (the plugin is unloaded).
-    pub(crate) fn clear(&self) {
+    /// Cancel every timer (the plugin is unloaded, or the process stops); their ids.
+    pub(crate) fn clear(&self) -> Vec<u64> {
         let mut table = self.pending.lock();
         table.by_client.clear();
-        for (_, p) in table.by_id.drain() {
+        let mut ids = Vec::with_capacity(table.by_id.len());
+        for (id, p) in table.by_id.drain() {
+            ids.push(id);
             if let Some(task) = p.task {
                 task.abort();
             }
         }
+        ids
     }
 
     /// Timers pending.
@@ -208,9 +255,18 @@ fn start(
     let weak: Weak<PluginShared> = Arc::downgrade(plugin);
     rt.spawn(async move {
         tokio::time::sleep(delay).await;
-        if let Some(plugin) = weak.upgrade()
-            && let Some(lane) = plugin.lanes.get(lane)
-        {
+        let Some(plugin) = weak.upgrade() else {
+            return;
+        };
+        if let Some(shared) = plugin.gateway.shared_timers() {
+            // Claimed here or cancelled elsewhere: exactly one of the two. When Redis cannot
+            // say, the timer fires (no other node can claim it either while Redis is away).
+            if let Ok(false) = shared.take(&plugin.name, id).await {
+                plugin.timers.pending.lock().remove(id);
+                return;
+            }
+        }
+        if let Some(lane) = plugin.lanes.get(lane) {
             lane.mailbox.push_unbounded(Event::Timer { id });
         }
     })

@@ -172,10 +172,15 @@ impl Client {
 
     /// The next text or binary message (pings and pongs skipped), within [`WAIT`].
     pub async fn recv(&mut self) -> Message {
+        self.recv_within(WAIT).await
+    }
+
+    /// The next data or close frame, within `within`.
+    pub async fn recv_within(&mut self, within: Duration) -> Message {
         loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next())
+            let next = tokio::time::timeout(within, self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("client {} got nothing within {WAIT:?}", self.id));
+                .unwrap_or_else(|_| panic!("client {} got nothing within {within:?}", self.id));
             match next {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(msg)) => return msg,
@@ -196,6 +201,16 @@ impl Client {
     pub async fn recv_json(&mut self) -> Value {
         let text = self.recv_text().await;
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// The next text frame parsed as JSON, within `within`.
+    pub async fn recv_json_within(&mut self, within: Duration) -> Value {
+        match self.recv_within(within).await {
+            Message::Text(t) => {
+                serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
+            }
+            other => panic!("client {} expected text, got {other:?}", self.id),
+        }
     }
 
     /// Wait for the server to close; returns the close code and reason (`None` without a frame).

@@ -220,3 +220,48 @@ pub fn metric(gw: &TestGateway, prefix: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+// ---- app plugins (chat, quiz): `{"event", "data"}` frames ----------------------------------
+
+/// Send the app event `event` with `data`.
+pub async fn send(client: &mut Client, event: &str, data: Value) {
+    client
+        .send_text(&json!({"event": event, "data": data}).to_string())
+        .await;
+}
+
+/// The next frame with `"event": event`, skipping others (group notices, other pushes).
+pub async fn expect(client: &mut Client, event: &str) -> Value {
+    loop {
+        let v = client.recv_json().await;
+        if v["event"] == event {
+            return v;
+        }
+    }
+}
+
+/// The reply to `event`, which must be a success; its data.
+pub async fn request(client: &mut Client, event: &str, data: Value) -> Value {
+    send(client, event, data).await;
+    let reply = expect(client, event).await;
+    assert_eq!(reply["code"], 0, "{event}: {reply}");
+    reply["data"].clone()
+}
+
+/// Replace `name`'s file with another build of `src` and wait until it serves.
+pub async fn hot_reload(
+    gw: &TestGateway,
+    dir: &std::path::Path,
+    name: &str,
+    src: &str,
+    tag: &str,
+) -> Value {
+    let old = plugin(gw, name).await["version"].clone();
+    install_bytes(dir, name, &variant(src, tag));
+    let entry = wait_plugin(gw, name, "the new build serves", |p| {
+        p["version"] != old && p["version"].is_string()
+    })
+    .await;
+    assert_eq!(entry["lastError"], Value::Null, "{entry}");
+    entry
+}
