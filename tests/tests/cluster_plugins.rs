@@ -392,3 +392,44 @@ async fn a_quiz_runs_across_three_nodes_through_hot_reloads() {
         n.stop().await;
     }
 }
+
+/// A node that stops is reaped by another at once (it gives up its lease) while it closes its
+/// own clients: both try to announce each client, and exactly one does, so the plugin's
+/// `on-close` runs once in the cluster for every client of the stopped node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_close_runs_once_in_the_cluster_for_the_clients_of_a_stopping_node() {
+    let redis = RedisServer::start();
+    let (_dirs, mut nodes) = three_nodes(&redis, "onclose", "hostcalls", HOSTCALLS, None).await;
+    let mut watcher = nodes[1].connect("hostcalls").await;
+    ok(
+        &mut watcher,
+        "join-group",
+        json!({"group": "close-watchers"}),
+    )
+    .await;
+    let mut leaving = Vec::new();
+    for _ in 0..5 {
+        leaving.push(nodes[0].connect("hostcalls").await);
+    }
+    let mut want: Vec<String> = leaving.iter().map(|c| c.id.clone()).collect();
+    want.sort();
+    // Let the watcher's node subscribe to the group's channel.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    nodes.remove(0).stop().await;
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        let v = watcher.recv_json_within(Duration::from_secs(10)).await;
+        if let Some(c) = v["closed"].as_str() {
+            got.push(c.to_owned());
+        }
+    }
+    got.sort();
+    assert_eq!(got, want, "each client announced once");
+    // No second on-close, from either node.
+    watcher.expect_silence(Duration::from_secs(3)).await;
+    drop(leaving);
+    for n in nodes {
+        n.stop().await;
+    }
+}

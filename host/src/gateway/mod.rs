@@ -362,6 +362,12 @@ impl Gateway {
             gauge.dec();
         }
         self.track(Change::ClientDown { system, client });
+        if self.inner.broker.get().is_some() && self.inner.root.is_cancelled() {
+            // This node is stopping: its plugins are stopping too. Another node reaps its
+            // clients (the lease is given up at once), tells their groups and runs their
+            // `on-close` in a plugin that keeps running.
+            return;
+        }
         let mut announce = true;
         match self.inner.registry.remove_client(system, client).await {
             Ok(left) => {
