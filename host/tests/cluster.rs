@@ -351,3 +351,86 @@ async fn a_killed_node_is_reaped_within_ten_seconds() {
     b.expect_silence(Duration::from_millis(200)).await;
     drop((c, c2));
 }
+
+/// Calls of one Redis command so far (`INFO commandstats`).
+async fn redis_calls(redis: &RedisServer, command: &str) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let line = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Redis commands per `send_to_group` are O(nodes), not O(members): whatever the group's size,
+/// one `PUBLISH` and two counts (`HLEN`: the API's "unknown group" check and the answer's
+/// count), and the member list is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_send_costs_redis_the_same_for_6_or_60_members() {
+    let redis = RedisServer::start();
+    let nodes = three_nodes(&redis, &unique_prefix("cost"));
+    let mut clients = Vec::new();
+    let mut per_size = Vec::new();
+    for size in [6, 60] {
+        let group = format!("g{size}");
+        while clients.len() < size {
+            let n = &nodes[clients.len() % 3];
+            clients.push(n.connect("app").await);
+        }
+        for c in &clients[..size] {
+            nodes[0]
+                .ok(
+                    "bind_to_group",
+                    "app",
+                    json!({"clientId": c.id, "groupName": group}),
+                )
+                .await;
+        }
+        settle().await;
+        let sends = 20;
+        let (publish, hlen, hkeys) = (
+            redis_calls(&redis, "publish").await,
+            redis_calls(&redis, "hlen").await,
+            redis_calls(&redis, "hkeys").await,
+        );
+        for i in 0..sends {
+            let answer = nodes[1]
+                .ok(
+                    "send_to_group",
+                    "app",
+                    json!({"groupName": group, "data": format!("s{i}")}),
+                )
+                .await;
+            assert_eq!(answer["count"], size, "{answer}");
+        }
+        let cost = (
+            redis_calls(&redis, "publish").await - publish,
+            redis_calls(&redis, "hlen").await - hlen,
+            redis_calls(&redis, "hkeys").await - hkeys,
+        );
+        per_size.push(cost);
+        // Every member got every message once.
+        for c in clients[..size].iter_mut() {
+            let mut got = 0;
+            while got < sends {
+                let v = c.recv_json().await;
+                if v["data"].as_str().is_some_and(|d| d.starts_with('s')) {
+                    got += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        per_size[0],
+        (20, 40, 0),
+        "6 members: (publish, hlen, hkeys)"
+    );
+    assert_eq!(per_size[1], per_size[0], "60 members cost what 6 do");
+}

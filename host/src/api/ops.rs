@@ -212,7 +212,8 @@ pub async fn dispatch(
         Op::SendToGroup => {
             let target: GroupBody = parse(&body)?;
             let g = group(target.group_name)?;
-            if reg.group_clients(system, &g).await?.is_empty() {
+            // A count, not the member list: in a cluster Redis answers it with one HLEN.
+            if reg.group_count(system, &g, &[]).await? == 0 {
                 return Err(ApiError::NotFound(format!("unknown group: {g}")));
             }
             let g = &g;
@@ -296,10 +297,7 @@ pub async fn dispatch(
         }
         Op::GetClientCountByGroup => {
             let b: GroupBody = parse(&body)?;
-            let n = reg
-                .group_clients(system, &group(b.group_name)?)
-                .await?
-                .len();
+            let n = reg.group_count(system, &group(b.group_name)?, &[]).await?;
             Ok(json!({ "count": n }))
         }
         Op::GetClientIdsByGroup => {
