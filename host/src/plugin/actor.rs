@@ -212,9 +212,7 @@ pub(crate) async fn instantiate(
         Ok(Err(msg)) => format!("init failed: {msg}"),
         Err(e) => format!("init trapped: {}", describe(&e, timeout, stderr)),
     };
-    for id in held_timers {
-        plugin.timers.cancel(id);
-    }
+    plugin.drop_timers(held_timers).await;
     Err(failed)
 }
 

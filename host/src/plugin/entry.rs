@@ -138,6 +138,19 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl PluginShared {
+    /// Cancel timers `ids` here and, in a cluster, their copies in Redis (the version that set
+    /// them never served, or the plugin is unloaded): no node runs them later.
+    pub(crate) async fn drop_timers(&self, ids: Vec<u64>) {
+        for id in &ids {
+            self.timers.cancel(*id);
+        }
+        if let Some(shared) = self.gateway.shared_timers() {
+            for id in ids {
+                let _ = shared.take(&self.name, id).await;
+            }
+        }
+    }
+
     /// Record a failure for operators (the API's `lastError`).
     pub(crate) fn set_error(&self, error: String) {
         *self.stats.last_error.lock() = Some(error);

@@ -210,9 +210,7 @@ impl PluginHost {
             .flat_map(|i| std::mem::take(&mut i.held_timers))
             .collect();
         if let Some(e) = failure {
-            for id in held {
-                plugin.timers.cancel(id);
-            }
+            plugin.drop_timers(held).await;
             return Err(e);
         }
         let mut replies = Vec::with_capacity(instances.len());
@@ -379,14 +377,10 @@ impl PluginHost {
         plugin.live.store(false, Ordering::Release);
         self.routes.write().retain(|_, p| !Arc::ptr_eq(p, &plugin));
         plugin.stop();
-        let ids = plugin.timers.clear();
         // In a cluster its timers go from Redis too: no node would run them (a node that
         // stops keeps its timers there instead, for the node that reaps it).
-        if let Some(shared) = plugin.gateway.shared_timers() {
-            for id in ids {
-                let _ = shared.take(name, id).await;
-            }
-        }
+        let ids = plugin.timers.clear();
+        plugin.drop_timers(ids).await;
         super::flush(vec![plugin]).await;
         info!(plugin = name, "plugin unloaded: its clients stay connected");
         true
