@@ -53,6 +53,17 @@ pub enum Taken {
     Hold(Room),
 }
 
+/// A pending plugin timer: plugin, id, system, payload, bound client, due time (ms since the
+/// epoch).
+pub type PendingTimer = (
+    String,
+    u64,
+    std::sync::Arc<str>,
+    String,
+    Option<String>,
+    u64,
+);
+
 /// Where client events go: the plugin runtime implements this.
 pub trait EventSink: Send + Sync + 'static {
     /// A client connected. `None` when no plugin serves the system (the client is accepted);
@@ -85,5 +96,10 @@ pub trait EventSink: Send + Sync + 'static {
     ) -> bool {
         let _ = (plugin, id, system, payload, client, delay);
         false
+    }
+    /// Every pending timer: plugin, id, system, payload, bound client, due time (ms since the
+    /// epoch). The default has none.
+    fn pending_timers(&self) -> Vec<PendingTimer> {
+        Vec::new()
     }
 }

@@ -41,6 +41,34 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Kill it and start it again, empty, on the same port (a restart without persistence).
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.child = Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server starts");
+            let up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < up {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            assert!(Instant::now() < deadline, "redis-server did not restart");
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -429,6 +457,80 @@ async fn on_close_runs_once_in_the_cluster_for_the_clients_of_a_stopping_node() 
     // No second on-close, from either node.
     watcher.expect_silence(Duration::from_secs(3)).await;
     drop(leaving);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// Redis restarts empty while a timer sleeps: its node writes it back (and keeps the id
+/// counter past it), so it still fires, once, and a new timer gets a new id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_survives_a_redis_that_lost_its_data() {
+    let mut redis = RedisServer::start();
+    let (_dirs, nodes) = three_nodes(&redis, "tmrloss", "hostcalls", HOSTCALLS, None).await;
+    let mut a = nodes[0].connect("hostcalls").await;
+    let mut b = nodes[1].connect("hostcalls").await;
+    let id = ok(
+        &mut a,
+        "set-timer",
+        json!({"delay-ms": 4000, "payload": b.id}),
+    )
+    .await;
+    redis.restart();
+    // The nodes notice within a ping (1 s) and write back what they hold.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let next = ok(
+        &mut a,
+        "set-timer",
+        json!({"delay-ms": 100, "payload": b.id}),
+    )
+    .await;
+    assert!(
+        next.as_u64() > id.as_u64(),
+        "ids go on past the timers written back: {next} after {id}"
+    );
+    assert_eq!(b.recv_json().await["timer"], next);
+    let fired = b.recv_json_within(Duration::from_secs(5)).await;
+    assert_eq!(fired["timer"], id, "{fired}");
+    b.expect_silence(Duration::from_secs(1)).await;
+    drop((a, b));
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+/// A client that leaves while Redis is down gets its `on-close` once Redis is back and the
+/// client is out of the registry (here Redis came back empty): once, after the outage, so
+/// that what the plugin does in it (a send to a group whose members are on other nodes)
+/// reaches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_close_of_a_client_that_left_during_an_outage_waits_for_redis() {
+    let mut redis = RedisServer::start();
+    let (_dirs, nodes) = three_nodes(&redis, "outclose", "hostcalls", HOSTCALLS, None).await;
+    let mut watcher = nodes[1].connect("hostcalls").await;
+    ok(
+        &mut watcher,
+        "join-group",
+        json!({"group": "close-watchers"}),
+    )
+    .await;
+    let leaving = nodes[0].connect("hostcalls").await;
+    let id = leaving.id.clone();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    // Past the nodes' reconnect attempts, so that the removal fails (it is not held until
+    // Redis is back).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(leaving);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart();
+
+    let v = watcher.recv_json_within(Duration::from_secs(10)).await;
+    assert_eq!(v["closed"], id.as_str(), "{v}");
+    watcher.expect_silence(Duration::from_secs(2)).await;
+    drop(watcher);
     for n in nodes {
         n.stop().await;
     }

@@ -296,7 +296,7 @@ impl Broker for RedisBroker {
             }
             Change::ClientDown { system, client } => {
                 self.mirror.down(client);
-                self.interest.client_down(system);
+                self.interest.client_down(system, client);
             }
             Change::Joined {
                 system,

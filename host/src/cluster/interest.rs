@@ -29,6 +29,9 @@ struct State {
     systems: HashMap<String, usize>,
     /// Local members per system and group.
     groups: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// The groups of each local member, so that a client that goes leaves them all here,
+    /// whether or not the registry reported its groups (reaped, or Redis away).
+    of_client: HashMap<String, BTreeSet<(String, String)>>,
 }
 
 /// This node's clients and group members, as far as channels are concerned.
@@ -63,9 +66,13 @@ impl Interest {
         }
     }
 
-    /// A client of `system` here went away. With the system's last client, its groups go too
-    /// (a client whose system was unregistered never reported leaving them).
-    pub fn client_down(&self, system: &str) {
+    /// Client `client` of `system` here went away: it leaves its groups here. With the
+    /// system's last client, the system's channel goes too.
+    pub fn client_down(&self, system: &str, client: &str) {
+        let memberships = self.state.lock().of_client.remove(client);
+        for (system, group) in memberships.into_iter().flatten() {
+            self.left(&system, &group, client);
+        }
         let mut state = self.state.lock();
         let Some(n) = state.systems.get_mut(system) else {
             return;
@@ -93,11 +100,22 @@ impl Interest {
         if members.insert(client.to_owned()) && members.len() == 1 {
             self.send(Sub::Subscribe(self.channels.group(system, group)));
         }
+        state
+            .of_client
+            .entry(client.to_owned())
+            .or_default()
+            .insert((system.to_owned(), group.to_owned()));
     }
 
     /// Local `client` left `group`.
     pub fn left(&self, system: &str, group: &str, client: &str) {
         let mut state = self.state.lock();
+        if let Some(of) = state.of_client.get_mut(client) {
+            of.remove(&(system.to_owned(), group.to_owned()));
+            if of.is_empty() {
+                state.of_client.remove(client);
+            }
+        }
         let Some(groups) = state.groups.get_mut(system) else {
             return;
         };
@@ -155,9 +173,9 @@ mod tests {
         assert_eq!(i.members("s", "g"), ["a", "b"]);
         i.left("s", "g", "a");
         i.left("s", "g", "b");
-        i.client_down("s");
+        i.client_down("s", "a");
         i.joined("s", "h", "c");
-        i.client_down("s");
+        i.client_down("s", "b");
         let mut got = Vec::new();
         while let Ok(s) = rx.try_recv() {
             got.push(s);
@@ -175,5 +193,29 @@ mod tests {
             ]
         );
         assert!(i.members("s", "h").is_empty());
+    }
+
+    #[test]
+    fn a_client_that_goes_leaves_its_groups_even_unreported() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let i = Interest::new(Channels::new("p:"), tx);
+        i.client_up("s");
+        i.client_up("s");
+        i.joined("s", "g", "a");
+        i.joined("s", "g", "b");
+        // `a` goes without any Left (reaped elsewhere, or Redis away): it leaves "g" here.
+        i.client_down("s", "a");
+        assert_eq!(i.members("s", "g"), ["b"]);
+        i.client_down("s", "b");
+        assert!(i.members("s", "g").is_empty());
+        let mut got = Vec::new();
+        while let Ok(s) = rx.try_recv() {
+            got.push(s);
+        }
+        assert!(
+            got.contains(&Sub::Unsubscribe("p:1:s:g:g".into())),
+            "{got:?}"
+        );
+        assert!(i.state.lock().of_client.is_empty());
     }
 }

@@ -20,11 +20,12 @@
 //!
 //! A lease gone *without* a mark means Redis lost its data (restarted without persistence):
 //! the node registers its systems and live clients again from its [`Mirror`], and retries the
-//! removals that failed while Redis was away. Reaping runs in its own task, so a long reap never
-//! delays the reaper's own lease.
+//! removals that failed while Redis was away. Reaping, the resync and the retries run in tasks
+//! of their own, so none of them delays the node's own lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -78,6 +79,14 @@ redis.call('SET', p..'node:'..peer..':reaped', '1', 'PX', ARGV[5])
 return 1
 ";
 
+/// What the lease task asks of the repair task.
+#[derive(Default)]
+struct Repair {
+    /// The node's systems, clients and timers must be written back (Redis lost them).
+    resync_due: AtomicBool,
+    wake: Notify,
+}
+
 /// The lease and reaper tasks of one node.
 pub(super) struct Lease {
     pub conn: ConnectionManager,
@@ -114,8 +123,10 @@ impl Lease {
         let stop = this.shutdown.clone();
         tokio::spawn(async move {
             let lease = this.clone();
+            let repair = Arc::new(Repair::default());
             tokio::select! {
-                () = this.clone().refresh_loop() => {}
+                () = this.clone().refresh_loop(repair.clone()) => {}
+                () = this.clone().repair_loop(repair) => {}
                 () = this.clone().reap_loop() => {}
                 () = stop.cancelled() => lease.give_up().await,
             }
@@ -133,11 +144,11 @@ impl Lease {
         info!(%instance, "lease given up: the node is stopping");
     }
 
-    /// Refresh the lease, forever; resync after lost data, start over after being reaped.
-    async fn refresh_loop(self: Arc<Self>) {
+    /// Refresh the lease, forever; start over after being reaped, and have the repairs done
+    /// ([`Lease::repair_loop`]) when Redis answers.
+    async fn refresh_loop(self: Arc<Self>, repair: Arc<Repair>) {
         let refresh = Script::new(REFRESH);
         let mut first = true;
-        let mut resync_due = false;
         let mut tick = tokio::time::interval(LEASE_EVERY);
         loop {
             tokio::select! {
@@ -167,7 +178,7 @@ impl Lease {
                     self.local
                         .reaped_while_away(1012, "node lost its cluster lease");
                     first = true;
-                    resync_due = false;
+                    repair.resync_due.store(false, Ordering::Relaxed);
                     tick.reset_immediately();
                     continue;
                 }
@@ -176,13 +187,31 @@ impl Lease {
                         %instance,
                         "lease gone without a reap (it expired during an outage, or redis lost its data): registering this node's clients again"
                     );
-                    resync_due = true;
+                    repair.resync_due.store(true, Ordering::Relaxed);
                 }
                 _ => {}
             }
             first = false;
-            if resync_due {
-                resync_due = !self.resync().await;
+            if repair.resync_due.load(Ordering::Relaxed) || self.registry.pending_removals() > 0 {
+                repair.wake.notify_one();
+            }
+        }
+    }
+
+    /// The resync and the retried removals, in a task of their own: with a slow Redis they
+    /// may take longer than a lease, and the lease must not wait for them.
+    async fn repair_loop(self: Arc<Self>, repair: Arc<Repair>) {
+        loop {
+            repair.wake.notified().await;
+            if repair.resync_due.swap(false, Ordering::Relaxed) {
+                if !self.resync().await {
+                    repair.resync_due.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                // The other nodes write theirs back in the same second: give them a lease
+                // period before the delayed `on-close`s below run, so that what a plugin
+                // does in them (a send to a group) finds the registry whole again.
+                tokio::time::sleep(LEASE_EVERY).await;
             }
             for (system, client, left) in self.registry.retry_removals().await {
                 self.local.removed_late(&system, &client, left);
@@ -207,22 +236,43 @@ impl Lease {
             }
         }
         let clients = self.mirror.all();
+        // Only an unreachable Redis makes the resync due again; a refusal (a system
+        // unregistered elsewhere meanwhile) would fail the same way every time.
         let failed = futures_util::stream::iter(clients.clone())
             .map(|(system, client, snapshot)| {
                 let registry = self.registry.clone();
-                async move { registry.restore(&system, &client, &snapshot).await.is_err() }
+                async move {
+                    matches!(
+                        registry.restore(&system, &client, &snapshot).await,
+                        Err(RegistryError::Unavailable(_))
+                    )
+                }
             })
             .buffer_unordered(RESTORE_CONCURRENCY)
             .fold(0usize, |n, failed| async move { n + usize::from(failed) })
             .await;
-        // A client that left while it was being restored must not stay listed.
+        // The plugin timers pending here, with their ids (the counter is kept past them).
+        let timers = self.local.pending_timers();
+        for (plugin, id, record) in &timers {
+            if let Err(e) = self.timers.restore(plugin, *id, record).await {
+                warn!(plugin, id, cause = %e, "resync: timer not written back");
+                if matches!(e, RegistryError::Unavailable(_)) {
+                    return false;
+                }
+            }
+        }
+        // A client that left while it was being restored must not stay listed; its groups
+        // hear of it (its `on-close` was given when it left).
         for (system, client, _) in clients.iter().filter(|(_, c, _)| !self.mirror.holds(c)) {
-            let _ = self.registry.remove_client(system, client).await;
+            if let Ok(left) = self.registry.remove_once(system, client).await {
+                self.local.removed_late(system, client, Some(left));
+            }
         }
         self.mirror.kick();
         info!(
             systems = systems.len(),
             clients = clients.len(),
+            timers = timers.len(),
             failed,
             ms = started.elapsed().as_millis() as u64,
             "resync: this node's clients are registered again"
@@ -237,7 +287,8 @@ impl Lease {
         // After an outage (of Redis, or of this node's link to it), every lease may have
         // expired while its node was alive and unable to refresh it, as this one was: reap
         // nothing until the live nodes have had a whole lease period to refresh.
-        let mut hold_until = Instant::now();
+        // A node that starts may start right after an outage too.
+        let mut hold_until = Instant::now() + LEASE_TTL;
         loop {
             tick.tick().await;
             if !self.stats.up() {
@@ -283,12 +334,14 @@ impl Lease {
             for client in clients {
                 match self.registry.remove_once(&system, &client).await {
                     Ok(left) => {
-                        if let Err(e) = self.timers.take_client(&client).await {
-                            warn!(cause = %e, client, "bound timers of a reaped client kept");
-                        }
+                        // Announced before anything else is awaited: a reap cut short (the
+                        // node stopping) must not leave a removed client unannounced.
                         self.local.reaped(&system, &client, left);
                         reaped += 1;
                         self.stats.reaped.inc();
+                        if let Err(e) = self.timers.take_client(&client).await {
+                            warn!(cause = %e, client, "bound timers of a reaped client kept");
+                        }
                     }
                     Err(RegistryError::UnknownClient(_) | RegistryError::UnknownSystem(_)) => {}
                     Err(e) => {

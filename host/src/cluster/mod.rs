@@ -126,13 +126,17 @@ pub trait LocalDelivery: Send + Sync + 'static {
     /// client it holds with `code`. Their `on-close` and notices were given by the reaper.
     fn reaped_while_away(&self, code: u16, reason: &str);
     /// `client` left while Redis was unreachable and is now out of the registry: tell its
-    /// groups' members (1002). Its `on-close` was given when it left.
-    fn removed_late(&self, system: &str, client: &str, left: Vec<crate::registry::Left>);
+    /// groups' members (1002, from `left`; `None` when it was not in the registry any more)
+    /// and give its `on-close`, which waited for this, unless a reaper gave it.
+    fn removed_late(&self, system: &str, client: &str, left: Option<Vec<crate::registry::Left>>);
     /// The instance this node registers new clients under ([`crate::ids::instance_of`]).
     fn instance(&self) -> String;
     /// Run a timer of a dead instance here (see [`timers`]); `false` when no plugin of that
     /// name runs on this node.
     fn adopt_timer(&self, timer: timers::Adopted) -> bool;
+    /// The plugin timers pending on this node: plugin, id, record (written back to Redis
+    /// after it lost its data).
+    fn pending_timers(&self) -> Vec<(String, u64, timers::TimerRecord)>;
     /// The systems this node registered (configuration, plugins, API), with their
     /// `max_connections`: registered again if Redis loses its data.
     fn systems_to_restore(&self) -> Vec<(String, Option<usize>)>;

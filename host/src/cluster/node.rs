@@ -242,6 +242,7 @@ impl Cluster {
         let back = Back {
             lease: wake,
             interest: interest.clone(),
+            mirror: mirror.clone(),
             subs: sub_tx,
             own: own.clone(),
         };
@@ -297,6 +298,8 @@ struct Back {
     lease: Arc<tokio::sync::Notify>,
     /// Subscribe again to what this node listens to (a SUBSCRIBE may have failed meanwhile).
     interest: Arc<Interest>,
+    /// The node's copy of its clients.
+    mirror: Arc<Mirror>,
     subs: mpsc::UnboundedSender<Sub>,
     /// This node's own channel. Subscribing to it also makes the subscribing connection
     /// reconnect if its own attempts ran out during a long outage.
@@ -306,6 +309,8 @@ struct Back {
 impl Back {
     fn redis_is_back(&self) {
         self.lease.notify_one();
+        // Reads of the node's copy that failed meanwhile are due again.
+        self.mirror.kick();
         let _ = self.subs.send(Sub::Subscribe(self.own.clone()));
         self.interest.resubscribe_all();
     }

@@ -86,18 +86,24 @@ impl RedisRegistry {
         }
     }
 
-    /// Remove again the clients whose removal failed; what each one left, for the notices.
-    /// Those that fail again stay pending.
-    pub async fn retry_removals(&self) -> Vec<(String, String, Vec<Left>)> {
+    /// Remove again the clients whose removal failed: for each, what it left (`None`: it was
+    /// not in the registry any more: reaped, or Redis lost it). Stops at the first failure
+    /// (Redis is still away; the rest stay pending).
+    pub async fn retry_removals(&self) -> Vec<(String, String, Option<Vec<Left>>)> {
         let pending: Vec<(String, String)> = self.pending.lock().drain().collect();
         let mut done = Vec::new();
-        for (system, client) in pending {
-            match self.remove_client(&system, &client).await {
-                Ok(left) => done.push((system, client, left)),
-                Err(RegistryError::Unavailable(_)) => {} // queued again by remove_client
-                Err(_) => {}                             // gone already (reaped, or data lost)
+        let mut rest = pending.into_iter();
+        for (system, client) in rest.by_ref() {
+            match self.remove_once(&system, &client).await {
+                Ok(left) => done.push((system, client, Some(left))),
+                Err(RegistryError::Unavailable(_)) => {
+                    self.pending.lock().insert((system, client));
+                    break;
+                }
+                Err(_) => done.push((system, client, None)),
             }
         }
+        self.pending.lock().extend(rest);
         done
     }
 

@@ -183,9 +183,11 @@ return {uid, groups, redis.call('HGETALL', b..'info:'..c)}
 /// Registers a live client again from its node's snapshot (Redis lost its data). ARGV: 4
 /// client, 5 instance, 6 uid or '', 7 number of groups, then group, member pairs, then info
 /// key, value pairs. Limits are not checked again: they were when the state was written.
-/// Answers 0.
+/// A client still registered is left as it is (the lease only expired during an outage, the
+/// data is there and may be newer than the node's copy). Answers 0, or 1 when it was there.
 const RESTORE: &str = r"
 local c = ARGV[4]
+if redis.call('HEXISTS', b..'clients', c) == 1 then return 1 end
 redis.call('HSET', b..'clients', c, ARGV[5])
 redis.call('SADD', b..'node:'..ARGV[5], c)
 if ARGV[6] ~= '' then

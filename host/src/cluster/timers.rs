@@ -70,6 +70,21 @@ redis.call('DEL', idx)
 return n
 ";
 
+/// ARGV: 1 ids key, 2 records hash, 3 instance set, 4 plugin, 5 due (ms), 6 record, 7 the
+/// bound client's index or '', 8 id. Writes back a timer of a node after Redis lost its data
+/// (a timer still recorded is left as it is) and keeps the id counter past it.
+const RESTORE: &str = r"
+local id = ARGV[8]
+if redis.call('HEXISTS', ARGV[2], id) == 0 then
+  local member = id .. ':' .. ARGV[4]
+  redis.call('HSET', ARGV[2], id, ARGV[6])
+  redis.call('ZADD', ARGV[3], ARGV[5], member)
+  if ARGV[7] ~= '' then redis.call('SADD', ARGV[7], member) end
+end
+if tonumber(redis.call('GET', ARGV[1]) or '0') < tonumber(id) then redis.call('SET', ARGV[1], id) end
+return 0
+";
+
 /// ARGV: 1 prefix, 2 dead instance, 3 new owner. Moves the dead instance's timers to the new
 /// owner; answers {plugin, id, record} for each.
 const TAKE_OVER: &str = r"
@@ -135,6 +150,7 @@ pub struct RedisTimers {
     take: Script,
     take_client: Script,
     take_over: Script,
+    restore: Script,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> RegistryError {
@@ -151,6 +167,7 @@ impl RedisTimers {
             take: Script::new(TAKE),
             take_client: Script::new(TAKE_CLIENT),
             take_over: Script::new(TAKE_OVER),
+            restore: Script::new(RESTORE),
         }
     }
 
@@ -173,9 +190,30 @@ impl RedisTimers {
 
     /// Record a new timer of `plugin`; its cluster-wide id.
     pub async fn create(&self, plugin: &str, record: &TimerRecord) -> Result<u64, RegistryError> {
+        self.write(&self.create, plugin, record, None).await
+    }
+
+    /// Write back timer `id` of `plugin`, pending on this node, after Redis lost its data.
+    pub async fn restore(
+        &self,
+        plugin: &str,
+        id: u64,
+        record: &TimerRecord,
+    ) -> Result<(), RegistryError> {
+        self.write(&self.restore, plugin, record, Some(id)).await?;
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        script: &Script,
+        plugin: &str,
+        record: &TimerRecord,
+        id: Option<u64>,
+    ) -> Result<u64, RegistryError> {
         let base = self.base(plugin);
         let json = serde_json::to_string(record).map_err(unavailable)?;
-        let mut inv = self.create.prepare_invoke();
+        let mut inv = script.prepare_invoke();
         inv.arg(format!("{base}ids"))
             .arg(format!("{base}rec"))
             .arg(format!("{}tmrs:{}", self.prefix, record.instance))
@@ -186,6 +224,9 @@ impl RedisTimers {
                 Some(c) => format!("{}tmrc:{c}", self.prefix),
                 None => String::new(),
             });
+        if let Some(id) = id {
+            inv.arg(id);
+        }
         let mut conn = self.conn.clone();
         self.run(inv.invoke_async(&mut conn)).await
     }

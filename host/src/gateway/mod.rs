@@ -98,6 +98,14 @@ struct Inner {
     /// The systems this node registered, with their `max_connections`: a cluster registers them
     /// again if Redis loses its data.
     registered: parking_lot::Mutex<std::collections::BTreeMap<String, Option<usize>>>,
+    /// Cluster mode: this node's instances that were reaped while it was away. Their clients
+    /// were announced by the reaper; a removal of one that finds it gone announces nothing.
+    retired: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// Cluster mode: clients that left while Redis was unreachable, with their close code and
+    /// reason. Their `on-close` waits until they are out of the registry (see
+    /// [`crate::cluster::LocalDelivery::removed_late`]): announced by whoever removes them,
+    /// once, even if another node reaps this one meanwhile.
+    deferred: parking_lot::Mutex<std::collections::HashMap<String, (u16, String)>>,
     metrics: Metrics,
     events: OnceLock<Arc<dyn EventSink>>,
     /// Delivery to other nodes; unset on a single node, whose sends then never leave the
@@ -137,6 +145,8 @@ impl Gateway {
             inner: Arc::new(Inner {
                 ids: IdGen::new(node),
                 registered: parking_lot::Mutex::new(registered),
+                retired: parking_lot::Mutex::default(),
+                deferred: parking_lot::Mutex::default(),
                 config,
                 registry,
                 connections: DashMap::new(),
@@ -386,17 +396,31 @@ impl Gateway {
                 // system to leave removes them for good.
                 self.inner.metrics.remove_system(system);
             }
-            Err(RegistryError::UnknownClient(_)) if self.inner.broker.get().is_some() => {
+            Err(RegistryError::UnknownClient(_)) if self.was_reaped(client) => {
                 // Another node reaped it (this node was stopped past its lease) and gave the
                 // notices and `on-close` then: whoever removes a client announces it, once.
                 announce = false;
                 debug!(client, "client was reaped by another node");
+            }
+            Err(RegistryError::Unavailable(_)) if self.inner.broker.get().is_some() => {
+                // Retried when Redis answers (`removed_late`); the `on-close` waits for it,
+                // since a node that reaps this one meanwhile would give it too.
+                announce = false;
+                self.inner
+                    .deferred
+                    .lock()
+                    .insert(client.to_owned(), (code, reason.to_owned()));
             }
             Err(err) => debug!(cause = %err, client, "client not removed from the registry"),
         }
         if announce && let Some(sink) = self.inner.events.get() {
             sink.close(system, client, code, reason);
         }
+    }
+
+    /// Whether `client` belongs to an instance of this node that another node reaped.
+    pub(crate) fn was_reaped(&self, client: &str) -> bool {
+        crate::ids::instance_of(client).is_some_and(|i| self.inner.retired.lock().contains(i))
     }
 
     /// Count one outbound queue overflow (the client is closed as a slow consumer).

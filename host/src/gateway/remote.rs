@@ -4,7 +4,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::Gateway;
-use crate::cluster::timers::Adopted;
+use crate::cluster::timers::{Adopted, TimerRecord};
 use crate::cluster::{Change, LocalDelivery};
 use crate::domain::close::CloseCode;
 use crate::registry::Left;
@@ -40,20 +40,28 @@ impl LocalDelivery for Gateway {
 
     fn reaped_while_away(&self, code: u16, reason: &str) {
         // New ids first: a client connecting from now on is not one the reaper is removing.
+        self.inner.retired.lock().insert(self.inner.ids.instance());
         self.inner.ids.renew();
         for conn in self.inner.connections.iter() {
             conn.out.close(CloseCode::from_peer(code), reason);
         }
     }
 
-    fn removed_late(&self, system: &str, client: &str, left: Vec<Left>) {
-        for l in &left {
+    fn removed_late(&self, system: &str, client: &str, left: Option<Vec<Left>>) {
+        for l in left.iter().flatten() {
             self.track(Change::Left {
                 system,
                 group: &l.group,
                 client,
             });
             self.notify_left(system, client, l);
+        }
+        let deferred = self.inner.deferred.lock().remove(client);
+        if let Some((code, reason)) = deferred
+            && (left.is_some() || !self.was_reaped(client))
+            && let Some(sink) = self.inner.events.get()
+        {
+            sink.close(system, client, code, &reason);
         }
     }
 
@@ -75,6 +83,26 @@ impl LocalDelivery for Gateway {
             timer.record.client,
             delay,
         )
+    }
+
+    fn pending_timers(&self) -> Vec<(String, u64, TimerRecord)> {
+        let Some(sink) = self.inner.events.get() else {
+            return Vec::new();
+        };
+        let instance = self.inner.ids.instance();
+        sink.pending_timers()
+            .into_iter()
+            .map(|(plugin, id, system, payload, client, due_ms)| {
+                let record = TimerRecord {
+                    system: system.to_string(),
+                    payload,
+                    client,
+                    due_ms,
+                    instance: instance.clone(),
+                };
+                (plugin, id, record)
+            })
+            .collect()
     }
 
     fn systems_to_restore(&self) -> Vec<(String, Option<usize>)> {

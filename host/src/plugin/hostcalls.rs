@@ -399,8 +399,26 @@ impl Host for HostState {
             .map_err(unavailable)?
         {
             IncrOutcome::Done(n) => Ok(n),
-            // The single node's rule words the refusal from the value Redis would not add to.
-            IncrOutcome::NotInteger(raw) => Ok(rules::kv_incr(&key, Some(&raw), delta)?),
+            // Redis adds only to canonical integers; the single node's rule also takes " 7"
+            // or "+3", and words the refusal of the rest. The turn is held: write the sum.
+            IncrOutcome::NotInteger(raw) => {
+                let n = rules::kv_incr(&key, Some(&raw), delta)?;
+                let text = n.to_string();
+                match shared
+                    .set(
+                        &self.plugin.name,
+                        &key,
+                        text.as_bytes(),
+                        max_keys,
+                        max_bytes,
+                    )
+                    .await
+                    .map_err(unavailable)?
+                {
+                    SetOutcome::Done => Ok(n),
+                    SetOutcome::Refused(m) => Err(refused(&key, text.len(), m)),
+                }
+            }
             IncrOutcome::Refused(m) => Err(refused(&key, 20, m)),
         }
     }

@@ -359,6 +359,17 @@ impl EventSink for Sink {
         true
     }
 
+    fn pending_timers(&self) -> Vec<crate::events::PendingTimer> {
+        let Some(host) = self.host.upgrade() else {
+            return Vec::new();
+        };
+        let plugins: Vec<_> = host.plugins.read().values().cloned().collect();
+        plugins
+            .iter()
+            .flat_map(|p| p.timers.snapshot(&p.name))
+            .collect()
+    }
+
     fn connect(
         &self,
         system: &str,

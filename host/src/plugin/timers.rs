@@ -50,6 +50,8 @@ struct Pending {
     lane: usize,
     /// Its delay, kept to start it when a held timer is armed.
     delay: Duration,
+    /// When it is due (ms since the epoch; for a held timer, as if it started when set).
+    due_ms: u64,
 }
 
 /// One plugin's timers.
@@ -102,8 +104,14 @@ impl Timers {
         // Held across the spawn: the task cannot deliver before the entry exists.
         let mut pending = self.pending.lock();
         super::rules::timer(delay_ms, payload.len(), pending.by_id.len())?;
-        // A cluster's id (from Redis) or this plugin's own.
+        // A cluster's id (from Redis) or this plugin's own. Redis hands out an id it handed
+        // out before only after it lost its data, until this node wrote its timers back.
         let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        if pending.by_id.contains_key(&id) {
+            return Err(WitError::Unavailable(format!(
+                "timer id {id} is in use (the cluster is recovering its timers)"
+            )));
+        }
         let task = (!held).then(|| start(plugin, rt, id, lane, delay));
         if let Some(client) = &client {
             pending
@@ -121,6 +129,7 @@ impl Timers {
                 task,
                 lane,
                 delay,
+                due_ms: super::now_ms().saturating_add(delay_ms),
             },
         );
         Ok(id)
@@ -159,8 +168,29 @@ impl Timers {
                 task,
                 lane: 0,
                 delay,
+                due_ms: super::now_ms().saturating_add(delay.as_millis() as u64),
             },
         );
+    }
+
+    /// Every pending timer of plugin `name`.
+    pub(crate) fn snapshot(&self, name: &str) -> Vec<crate::events::PendingTimer> {
+        self.pending
+            .lock()
+            .by_id
+            .iter()
+            .map(|(id, p)| {
+                let (system, payload) = (p.system.clone(), p.payload.clone());
+                (
+                    name.to_owned(),
+                    *id,
+                    system,
+                    payload,
+                    p.client.clone(),
+                    p.due_ms,
+                )
+            })
+            .collect()
     }
 
     /// Start held timers `ids` (their version now serves); cancelled ones are skipped.
