@@ -421,9 +421,9 @@ async fn a_quiz_runs_across_three_nodes_through_hot_reloads() {
     }
 }
 
-/// A node that stops is reaped by another at once (it gives up its lease) while it closes its
-/// own clients: both try to announce each client, and exactly one does, so the plugin's
-/// `on-close` runs once in the cluster for every client of the stopped node.
+/// A node that stops gives up its lease at once; it closes its clients but leaves them in the
+/// registry, and the node that reaps it announces them: the plugin's `on-close` runs once in
+/// the cluster for every client of the stopped node, in a plugin that keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_close_runs_once_in_the_cluster_for_the_clients_of_a_stopping_node() {
     let redis = RedisServer::start();
