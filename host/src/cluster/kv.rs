@@ -83,6 +83,12 @@ redis.call('SET', bk, after)
 return {0, s}
 ";
 
+/// ARGV: 1 turn key, 2 token, 3 ms. Extends the turn if this node still holds it; 1 if so.
+const EXTEND: &str = r"
+if redis.call('GET', ARGV[1]) == ARGV[2] then return redis.call('PEXPIRE', ARGV[1], ARGV[3]) end
+return 0
+";
+
 /// ARGV: 1 turn key, 2 token. Releases the turn if this node still holds it.
 const RELEASE: &str = r"
 if redis.call('GET', ARGV[1]) == ARGV[2] then return redis.call('DEL', ARGV[1]) end
@@ -138,6 +144,36 @@ pub struct Turn {
     key: String,
     token: String,
     release: Script,
+    /// When it was taken or last extended.
+    since: tokio::time::Instant,
+}
+
+impl Turn {
+    /// Called on each key-value call while the turn is held: past half its life, extend it
+    /// (a handler slow in its Redis calls must not lose the turn mid-way). An error when the
+    /// turn was lost (it expired, and another node may hold it now).
+    pub async fn keep(&mut self) -> Result<(), RegistryError> {
+        if self.since.elapsed() < TURN_TTL / 2 {
+            return Ok(());
+        }
+        let script = Script::new(EXTEND);
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.key)
+            .arg(&self.token)
+            .arg(TURN_TTL.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn)).await {
+            Ok(Ok(1)) => {
+                self.since = tokio::time::Instant::now();
+                Ok(())
+            }
+            Ok(Ok(_)) => Err(unavailable(
+                "the key-value turn expired before the event ended",
+            )),
+            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
+            Err(_) => Err(unavailable("redis did not answer")),
+        }
+    }
 }
 
 impl Drop for Turn {
@@ -231,6 +267,7 @@ impl RedisKv {
                     key,
                     token,
                     release: self.release.clone(),
+                    since: tokio::time::Instant::now(),
                 });
             }
             if tokio::time::Instant::now() + pause > deadline {

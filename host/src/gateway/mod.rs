@@ -265,6 +265,16 @@ impl Gateway {
     ) -> Result<(String, OutboundRx), GatewayError> {
         let id = self.inner.ids.next_id();
         self.inner.registry.add_client(system, &id, uid).await?;
+        if self.was_reaped(&id) {
+            // Its id was drawn just before this node found itself reaped and took a new
+            // instance: a client of the old one would be closed now anyway, and never reaped
+            // if this node died later. Refused; it reconnects under the new instance.
+            let _ = self.inner.registry.remove_client(system, &id).await;
+            return Err(RegistryError::Unavailable(
+                "this node is rejoining the cluster: connect again".into(),
+            )
+            .into());
+        }
         let cfg = self.config();
         let (out, rx) = outbound::channel(
             cfg.max_queue_messages,

@@ -65,7 +65,10 @@ impl HostState {
     /// node's (so one node's instances do not all wait on Redis), it answers `unavailable`
     /// when Redis does or when another node holds it for too long.
     async fn kv_turn(&mut self) -> R<()> {
-        if self.kv_held.is_some() {
+        if let Some(held) = &mut self.kv_held {
+            if let Some(turn) = &mut held.cluster {
+                turn.keep().await.map_err(unavailable)?;
+            }
             return Ok(());
         }
         let local = match self.plugin.pooled() {
@@ -79,7 +82,7 @@ impl HostState {
         if local.is_some() || cluster.is_some() {
             self.kv_held = Some(KvHeld {
                 _local: local,
-                _cluster: cluster,
+                cluster,
             });
         }
         Ok(())

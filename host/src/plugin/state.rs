@@ -357,8 +357,8 @@ impl AsyncWrite for LineLog {
 pub struct KvHeld {
     /// This node's turn, when pooled (held, never read).
     pub _local: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// The cluster's turn, in cluster mode (held, never read).
-    pub _cluster: Option<crate::cluster::kv::Turn>,
+    /// The cluster's turn, in cluster mode (extended while held).
+    pub cluster: Option<crate::cluster::kv::Turn>,
 }
 
 #[cfg(test)]
