@@ -535,3 +535,31 @@ async fn on_close_of_a_client_that_left_during_an_outage_waits_for_redis() {
         n.stop().await;
     }
 }
+
+/// A timer that falls due while Redis is down fires once Redis is back, once: not at once
+/// into an outage (where its `on-timer` could not reach a client of another node), and not
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_due_during_an_outage_fires_once_when_redis_is_back() {
+    let mut redis = RedisServer::start();
+    let (_dirs, nodes) = three_nodes(&redis, "tmrout", "hostcalls", HOSTCALLS, None).await;
+    let mut a = nodes[0].connect("hostcalls").await;
+    let mut b = nodes[1].connect("hostcalls").await;
+    let id = ok(
+        &mut a,
+        "set-timer",
+        json!({"delay-ms": 1000, "payload": b.id}),
+    )
+    .await;
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.restart();
+    let fired = b.recv_json_within(Duration::from_secs(10)).await;
+    assert_eq!(fired["timer"], id, "{fired}");
+    b.expect_silence(Duration::from_secs(2)).await;
+    drop((a, b));
+    for n in nodes {
+        n.stop().await;
+    }
+}

@@ -182,6 +182,7 @@ impl Lease {
                     tick.reset_immediately();
                     continue;
                 }
+                0 => self.timers.sure(),
                 1 if !first => {
                     warn!(
                         %instance,
@@ -189,7 +190,7 @@ impl Lease {
                     );
                     repair.resync_due.store(true, Ordering::Relaxed);
                 }
-                _ => {}
+                _ => self.timers.sure(),
             }
             first = false;
             if repair.resync_due.load(Ordering::Relaxed) || self.registry.pending_removals() > 0 {
@@ -209,9 +210,11 @@ impl Lease {
                     continue;
                 }
                 // The other nodes write theirs back in the same second: give them a lease
-                // period before the delayed `on-close`s below run, so that what a plugin
-                // does in them (a send to a group) finds the registry whole again.
+                // period before the delayed `on-close`s below and the timers that fell due
+                // meanwhile run, so that what a plugin does in them (a send to a group, to
+                // a client of another node) finds the registry whole again.
                 tokio::time::sleep(LEASE_EVERY).await;
+                self.timers.sure();
             }
             for (system, client, left) in self.registry.retry_removals().await {
                 self.local.removed_late(&system, &client, left);

@@ -234,7 +234,7 @@ impl Cluster {
             registry,
             local,
             mirror: mirror.clone(),
-            timers,
+            timers: timers.clone(),
             wake: wake.clone(),
             shutdown: shutdown.clone(),
         }
@@ -243,6 +243,7 @@ impl Cluster {
             lease: wake,
             interest: interest.clone(),
             mirror: mirror.clone(),
+            timers: timers.clone(),
             subs: sub_tx,
             own: own.clone(),
         };
@@ -301,6 +302,8 @@ struct Back {
     /// The node's copy of its clients.
     mirror: Arc<Mirror>,
     subs: mpsc::UnboundedSender<Sub>,
+    /// The plugins' timers: their claims wait while Redis may have lost its data.
+    timers: Arc<super::RedisTimers>,
     /// This node's own channel. Subscribing to it also makes the subscribing connection
     /// reconnect if its own attempts ran out during a long outage.
     own: String,
@@ -330,6 +333,9 @@ async fn ping_loop(mut conn: ConnectionManager, stats: Arc<Stats>, up: Gauge<i64
         );
         stats.set_up(ok);
         up.set(i64::from(ok));
+        if !ok {
+            back.timers.unsure();
+        }
         if ok && !was_ok {
             back.redis_is_back();
         }

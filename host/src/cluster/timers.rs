@@ -146,6 +146,10 @@ pub struct Adopted {
 pub struct RedisTimers {
     conn: ConnectionManager,
     prefix: String,
+    /// Set when Redis failed: it may come back without its data, and a claim would then find
+    /// no record and drop a live timer. Claims wait until the node's lease says the data is
+    /// whole (or was written back): [`RedisTimers::sure`].
+    unsure: std::sync::atomic::AtomicBool,
     create: Script,
     take: Script,
     take_client: Script,
@@ -163,6 +167,7 @@ impl RedisTimers {
         Self {
             conn,
             prefix: prefix.to_owned(),
+            unsure: std::sync::atomic::AtomicBool::new(false),
             create: Script::new(CREATE),
             take: Script::new(TAKE),
             take_client: Script::new(TAKE_CLIENT),
@@ -231,8 +236,33 @@ impl RedisTimers {
         self.run(inv.invoke_async(&mut conn)).await
     }
 
-    /// Delete timer `id` of `plugin` wherever it sleeps: whether it was pending. Its owner
-    /// claims it this way when it is due; anyone cancels it this way.
+    /// Redis failed: claims wait (see the field).
+    pub fn unsure(&self) {
+        self.unsure
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The registry is whole again (the lease was there, or the node wrote its state back).
+    pub fn sure(&self) {
+        self.unsure
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Claim due timer `id` of `plugin`: whether it was still pending (here, or cancelled
+    /// elsewhere). While Redis may have lost its data, not yet: an error, asked again.
+    pub async fn claim(&self, plugin: &str, id: u64) -> Result<bool, RegistryError> {
+        if self.unsure.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(unavailable("redis is recovering"));
+        }
+        let claimed = self.take(plugin, id).await;
+        if claimed.is_err() {
+            self.unsure();
+        }
+        claimed
+    }
+
+    /// Delete timer `id` of `plugin` wherever it sleeps: whether it was pending. Anyone
+    /// cancels it this way; its owner claims it this way ([`RedisTimers::claim`]).
     pub async fn take(&self, plugin: &str, id: u64) -> Result<bool, RegistryError> {
         let mut inv = self.take.prepare_invoke();
         inv.arg(&self.prefix)

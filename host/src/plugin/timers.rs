@@ -33,6 +33,9 @@ use super::mailbox::Event;
 pub const MAX_PENDING: usize = 10_000;
 /// Longest delay of a timer.
 pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long a due timer waits before asking Redis again for its claim (cluster mode, Redis
+/// unreachable).
+const CLAIM_RETRY: Duration = Duration::from_millis(500);
 /// Largest timer payload, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 
@@ -285,18 +288,35 @@ fn start(
     let weak: Weak<PluginShared> = Arc::downgrade(plugin);
     rt.spawn(async move {
         tokio::time::sleep(delay).await;
-        let Some(plugin) = weak.upgrade() else {
-            return;
-        };
-        if let Some(shared) = plugin.gateway.shared_timers() {
-            // Claimed here or cancelled elsewhere: exactly one of the two. When Redis cannot
-            // say, the timer fires (no other node can claim it either while Redis is away).
-            if let Ok(false) = shared.take(&plugin.name, id).await {
-                plugin.timers.pending.lock().remove(id);
+        // In a cluster: claimed here, or cancelled (or claimed) elsewhere, exactly one of the
+        // two, since the claim is one atomic delete. While Redis cannot say, ask again: the
+        // timer fires late rather than twice (a node that reaped this one may hold it too).
+        loop {
+            let Some(plugin) = weak.upgrade() else {
                 return;
+            };
+            let Some(shared) = plugin.gateway.shared_timers().cloned() else {
+                break;
+            };
+            let name = plugin.name.clone();
+            drop(plugin);
+            match shared.claim(&name, id).await {
+                Ok(true) => break,
+                Ok(false) => {
+                    if let Some(plugin) = weak.upgrade() {
+                        plugin.timers.pending.lock().remove(id);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(plugin = %name, id, cause = %e, "timer claim retried");
+                    tokio::time::sleep(CLAIM_RETRY).await;
+                }
             }
         }
-        if let Some(lane) = plugin.lanes.get(lane) {
+        if let Some(plugin) = weak.upgrade()
+            && let Some(lane) = plugin.lanes.get(lane)
+        {
             lane.mailbox.push_unbounded(Event::Timer { id });
         }
     })
