@@ -18,7 +18,9 @@ use oneshot::App;
 use proptest::collection::{hash_map, vec};
 use proptest::prelude::*;
 use proptest::sample::select;
-use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use proptest::test_runner::{
+    Config as RunnerConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner,
+};
 use serde_json::{Map, Value, json};
 use wasmgate::api::Op;
 use wasmgate::outbound::OutboundRx;
@@ -340,11 +342,23 @@ fn random_api_calls_answer_200_or_4xx_json_and_keep_the_registry_consistent() {
         .build()
         .expect("runtime");
     let world = std::cell::RefCell::new(rt.block_on(World::new()));
-    let mut runner = TestRunner::new(RunnerConfig {
-        cases,
-        failure_persistence: None,
-        ..RunnerConfig::default()
-    });
+    // A fixed seed: the run must reach every status class below (a limit's 429 among
+    // them), and with a random seed 2000 cases once did not (CI, 2026-11-29). Longer or other
+    // runs: PROPTEST_CASES, PROPTEST_SEED.
+    let seed: u64 = std::env::var("PROPTEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        RunnerConfig {
+            cases,
+            failure_persistence: None,
+            ..RunnerConfig::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
     let started = std::time::Instant::now();
     let result = runner.run(&call(), |c| {
         rt.block_on(world.borrow_mut().run(&c))
