@@ -151,7 +151,7 @@ impl Shape {
         Shape {
             via: Via::Group,
             system: QUIET_SYSTEM,
-            register: kind != ServerKind::Wasmgate,
+            register: !matches!(kind, ServerKind::Wasmgate | ServerKind::Cluster),
             clients: p.group_system_clients,
             members: p.group_members.min(p.group_system_clients),
         }
@@ -318,6 +318,7 @@ async fn run_shape(server: &mut Server, p: &Params, shape: Shape) -> Result<Fano
     }
     let spec = FleetSpec {
         target: server.target(),
+        also: server.targets().into_iter().skip(1).collect(),
         system: Arc::from(system),
         spread: p.spread(n),
         source_addrs: p.source_addrs,
@@ -432,7 +433,7 @@ async fn sustained(
     let n = shape.members;
     let interval = Duration::from_secs_f64(1.0 / f64::from(p.fanout_rate.max(1)));
     let mut sent_at = vec![0u64; count + 1];
-    let meter = CpuMeter::start(server.pid)?;
+    let meter = CpuMeter::start_all(server.pids())?;
     let start = Instant::now();
     let first_send = sh.now_ns();
     let mut triggers = JoinSet::new();
