@@ -147,6 +147,8 @@ pub struct Server {
     /// [`ServerKind::Cluster`]: the other nodes, and the `redis-server` (killed on drop).
     others: Vec<Server>,
     redis: Option<(Child, u32)>,
+    /// The cluster's `redis-server` port.
+    redis_port: Option<u16>,
 }
 
 /// How long a gateway may take to serve its echo plugin after it was started: the first start
@@ -219,6 +221,7 @@ impl Launcher {
         let mut first = nodes.remove(0);
         first.others = nodes;
         first.redis = Some((redis, redis_pid));
+        first.redis_port = Some(port);
         Ok(first)
     }
 
@@ -328,6 +331,7 @@ impl Launcher {
             _dir: dir,
             others: Vec::new(),
             redis: None,
+            redis_port: None,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
         if server.plugin.is_some() {
@@ -390,6 +394,30 @@ impl Server {
             .chain(&self.others)
             .map(Server::target)
             .collect()
+    }
+
+    /// Commands the cluster's Redis has run so far (`INFO commandstats`, every command);
+    /// `None` without one.
+    pub async fn redis_commands(&self) -> Option<u64> {
+        let port = self.redis_port?;
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "commandstats"])
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    l.split("calls=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum(),
+        )
     }
 
     /// Every process whose CPU and memory the server costs (a cluster: its nodes and Redis).
