@@ -32,7 +32,9 @@
 #   --client-threads N     worker threads of the load generator (default 1)
 #   --release        build the release profile (default for full runs)
 #   --debug          build the debug profile
-#   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three)
+#   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three), or
+#                    cluster: three wasmgate nodes on a redis-server of the run's own (issue 12;
+#                    idle, fanout and fanout-group only)
 #   --install-peers  only install the peers' npm packages, then exit
 #   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
 # CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and
@@ -110,14 +112,14 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 profile_flag=()
 [ "$profile" = release ] && profile_flag=(--release)
 packages=(-p wasmgate-bench)
-case ",$servers," in *,wasmgate,*) packages+=(-p wasmgate) ;; esac
+case ",$servers," in *,wasmgate,*|*,cluster,*) packages+=(-p wasmgate) ;; esac
 log "building ${packages[*]} ($profile)"
 (cd "$root" && cargo build "${profile_flag[@]}" "${packages[@]}" >&2)
 bench_bin="$target_dir/$profile/wasmgate-bench"
 scenario=all
 [ "$soak" = 1 ] && scenario=soak
 args=("$scenario" --servers "$servers")
-[[ ",$servers," == *,wasmgate,* ]] && args+=(--wasmgate-bin "$target_dir/$profile/wasmgate")
+[[ ",$servers," == *,wasmgate,* || ",$servers," == *,cluster,* ]] && args+=(--wasmgate-bin "$target_dir/$profile/wasmgate")
 
 # The guests' target folder the tests crate's build script uses: shared, so an up-to-date
 # guest costs nothing here.

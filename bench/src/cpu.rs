@@ -42,19 +42,30 @@ pub struct CpuUse {
 
 /// A started measurement.
 pub struct CpuMeter {
-    pid: u32,
+    pids: Vec<u32>,
     at: Instant,
     server: f64,
     client: f64,
 }
 
+/// CPU seconds of every process in `pids`, together.
+fn sum_secs(pids: &[u32]) -> Result<f64> {
+    pids.iter().map(|p| cpu_secs(Some(*p))).sum()
+}
+
 impl CpuMeter {
     /// Starts measuring the server `pid` and this process.
     pub fn start(pid: u32) -> Result<CpuMeter> {
+        Self::start_all(vec![pid])
+    }
+
+    /// Starts measuring the server processes `pids` together (a cluster's nodes and Redis)
+    /// and this process.
+    pub fn start_all(pids: Vec<u32>) -> Result<CpuMeter> {
         Ok(CpuMeter {
-            pid,
+            server: sum_secs(&pids)?,
+            pids,
             at: Instant::now(),
-            server: cpu_secs(Some(pid))?,
             client: cpu_secs(None)?,
         })
     }
@@ -63,7 +74,7 @@ impl CpuMeter {
     pub fn stop(&self) -> Result<CpuUse> {
         Ok(CpuUse {
             wall_secs: self.at.elapsed().as_secs_f64(),
-            server_secs: cpu_secs(Some(self.pid))? - self.server,
+            server_secs: sum_secs(&self.pids)? - self.server,
             client_secs: cpu_secs(None)? - self.client,
         })
     }

@@ -17,6 +17,9 @@ use crate::client::{Conn, Target, source_addr};
 pub struct FleetSpec {
     /// Server to connect to.
     pub target: Target,
+    /// More nodes of the same server (a cluster): connection `i` goes to
+    /// `[target, also...][i % n]`.
+    pub also: Vec<Target>,
     /// `systemId` the connections join.
     pub system: Arc<str>,
     /// Whether to spread connections over several source addresses (needed near 20k).
@@ -76,7 +79,10 @@ where
         let tx = tx.clone();
         let task = task.clone();
         let system = spec.system.clone();
-        let target = spec.target;
+        let target = match i % (1 + spec.also.len()) {
+            0 => spec.target,
+            k => spec.also[k - 1],
+        };
         let src = source_addr(i, spec.spread, spec.source_addrs);
         let timeout = spec.timeout;
         set.spawn(async move {

@@ -297,6 +297,14 @@ fn rows(p: &Params, servers: &[ServerReport]) -> Vec<Row> {
         |s| s.fanout.as_ref(),
         |v| Some(100.0 * v.sustained.cpu.client_secs / v.sustained.cpu.wall_secs.max(1e-9)),
     );
+    t.add(
+        &g,
+        &format!("{sus}: Redis commands per broadcast (cluster)"),
+        Lower,
+        false,
+        |s| s.fanout.as_ref(),
+        |v| v.sustained.redis_commands_per_broadcast,
+    );
     type PickEcho = fn(&ServerReport) -> Option<&Outcome<EchoResult>>;
     fn native(s: &ServerReport) -> Option<&Outcome<EchoResult>> {
         s.echo_native.as_ref()
@@ -486,6 +494,17 @@ fn group_fanout_rows(t: &mut Rows<'_>, p: &Params) {
     t.add(&g, "non-members reached", Lower, true, pick, |v| {
         Some(v.strays as f64)
     });
+    t.add(
+        &g,
+        &format!(
+            "sustained {}/s: Redis commands per broadcast (cluster)",
+            p.fanout_rate
+        ),
+        Lower,
+        false,
+        pick,
+        |v| v.sustained.redis_commands_per_broadcast,
+    );
     let sus = format!("sustained {}/s", p.fanout_rate);
     t.add(
         &g,

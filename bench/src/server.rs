@@ -24,6 +24,9 @@ pub enum ServerKind {
     Ws,
     /// `bench/peers/socketio-server.js` (Socket.IO v4).
     Socketio,
+    /// Three wasmgate nodes of one cluster on a `redis-server` of the run's own (issue 12):
+    /// clients spread round-robin over the nodes, the HTTP API called on the first.
+    Cluster,
 }
 
 impl ServerKind {
@@ -33,13 +36,14 @@ impl ServerKind {
             ServerKind::Wasmgate => "wasmgate",
             ServerKind::Ws => "Node ws",
             ServerKind::Socketio => "Socket.IO",
+            ServerKind::Cluster => "wasmgate ×3",
         }
     }
 
     /// Protocol its clients speak.
     pub fn proto(self) -> Proto {
         match self {
-            ServerKind::Wasmgate | ServerKind::Ws => Proto::Gateway,
+            ServerKind::Wasmgate | ServerKind::Ws | ServerKind::Cluster => Proto::Gateway,
             ServerKind::Socketio => Proto::SocketIo,
         }
     }
@@ -140,6 +144,11 @@ pub struct Server {
     log_path: PathBuf,
     /// Owns the scratch directory (config, plugins, log) for the server's lifetime.
     _dir: tempfile::TempDir,
+    /// [`ServerKind::Cluster`]: the other nodes, and the `redis-server` (killed on drop).
+    others: Vec<Server>,
+    redis: Option<(Child, u32)>,
+    /// The cluster's `redis-server` port.
+    redis_port: Option<u16>,
 }
 
 /// How long a gateway may take to serve its echo plugin after it was started: the first start
@@ -163,6 +172,64 @@ impl Launcher {
         &self,
         kind: ServerKind,
         plugin: Option<PluginInstall<'_>>,
+    ) -> Result<Server> {
+        if kind == ServerKind::Cluster {
+            return self.start_cluster(plugin).await;
+        }
+        self.start_one(kind, plugin, &[]).await
+    }
+
+    /// Three wasmgate nodes on a `redis-server` of their own (free port, nothing persisted).
+    async fn start_cluster(&self, plugin: Option<PluginInstall<'_>>) -> Result<Server> {
+        let port = free_port()?;
+        let mut redis = Command::new("redis-server");
+        redis
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let redis = redis
+            .spawn()
+            .context("start redis-server (apt-get install redis-server)")?;
+        let redis_pid = redis.id().context("redis-server exited at once")?;
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("redis-server not listening after 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let mut nodes = Vec::new();
+        for id in 1..=3u32 {
+            let args = [
+                "--redis".to_owned(),
+                url.clone(),
+                "--node-id".to_owned(),
+                id.to_string(),
+                "--redis-prefix".to_owned(),
+                "bench:".to_owned(),
+            ];
+            let mut node = self.start_one(ServerKind::Wasmgate, plugin, &args).await?;
+            node.kind = ServerKind::Cluster;
+            nodes.push(node);
+        }
+        let mut first = nodes.remove(0);
+        first.others = nodes;
+        first.redis = Some((redis, redis_pid));
+        first.redis_port = Some(port);
+        Ok(first)
+    }
+
+    async fn start_one(
+        &self,
+        kind: ServerKind,
+        plugin: Option<PluginInstall<'_>>,
+        extra_args: &[String],
     ) -> Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix("wasmgate-bench-")
@@ -191,7 +258,7 @@ impl Launcher {
                     ),
                 )
                 .context("write config")?;
-                let args = vec![
+                let mut args = vec![
                     "--listen".into(),
                     format!("127.0.0.1:{port}"),
                     "--plugins".into(),
@@ -199,8 +266,10 @@ impl Launcher {
                     "--config".into(),
                     config.display().to_string(),
                 ];
+                args.extend(extra_args.iter().cloned());
                 (bin, args)
             }
+            ServerKind::Cluster => bail!("a cluster is started by start_cluster"),
             ServerKind::Ws | ServerKind::Socketio => {
                 let script = match kind {
                     ServerKind::Ws => "ws-server.js",
@@ -260,6 +329,9 @@ impl Launcher {
             child,
             log_path,
             _dir: dir,
+            others: Vec::new(),
+            redis: None,
+            redis_port: None,
         };
         server.wait_ready(Duration::from_secs(60)).await?;
         if server.plugin.is_some() {
@@ -313,6 +385,47 @@ impl Server {
             proto: self.kind.proto(),
             addr: self.addr(),
         }
+    }
+
+    /// Every node clients may connect to (one, but for a cluster): connection `i` goes to
+    /// `targets()[i % len]`.
+    pub fn targets(&self) -> Vec<Target> {
+        std::iter::once(self)
+            .chain(&self.others)
+            .map(Server::target)
+            .collect()
+    }
+
+    /// Commands the cluster's Redis has run so far (`INFO commandstats`, every command);
+    /// `None` without one.
+    pub async fn redis_commands(&self) -> Option<u64> {
+        let port = self.redis_port?;
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "commandstats"])
+            .output()
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Some(
+            text.lines()
+                .filter_map(|l| {
+                    l.split("calls=")
+                        .nth(1)?
+                        .split(',')
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum(),
+        )
+    }
+
+    /// Every process whose CPU and memory the server costs (a cluster: its nodes and Redis).
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.pid)
+            .chain(self.others.iter().map(|o| o.pid))
+            .chain(self.redis.as_ref().map(|(_, pid)| *pid))
+            .collect()
     }
 
     /// Its listening address.
@@ -380,9 +493,10 @@ impl Server {
         }
     }
 
-    /// Resident set size of the server process, in KiB (`VmRSS` of /proc/PID/status).
+    /// Resident set size of the server's processes, in KiB (`VmRSS` of /proc/PID/status;
+    /// a cluster: its nodes and Redis together).
     pub fn rss_kib(&self) -> Result<u64> {
-        rss_kib(self.pid)
+        self.pids().into_iter().map(rss_kib).sum()
     }
 
     /// Fails with the log tail if the process has exited.
@@ -435,10 +549,17 @@ impl Server {
         }
     }
 
-    /// Kills the process and waits for it.
+    /// Kills the process (a cluster: every node, then Redis) and waits for it.
     pub async fn stop(mut self) {
+        for other in std::mem::take(&mut self.others) {
+            Box::pin(other.stop()).await;
+        }
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        if let Some((mut redis, _)) = self.redis.take() {
+            let _ = redis.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(10), redis.wait()).await;
+        }
     }
 }
 

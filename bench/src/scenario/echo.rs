@@ -136,6 +136,7 @@ pub async fn run(
     let target = server.target();
     let spec = FleetSpec {
         target,
+        also: Vec::new(),
         system: Arc::from(system),
         spread: p.spread(n),
         source_addrs: p.source_addrs,

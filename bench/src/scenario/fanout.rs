@@ -71,6 +71,10 @@ pub struct Sustained {
     pub cpu: CpuUse,
     /// Server CPU microseconds per delivered message.
     pub server_us_per_delivery: f64,
+    /// A cluster: commands its Redis ran per broadcast during the phase, the nodes' own
+    /// background (lease refreshes, pings) included.
+    #[serde(default)]
+    pub redis_commands_per_broadcast: Option<f64>,
 }
 
 /// Result of the fan-out scenario.
@@ -151,7 +155,7 @@ impl Shape {
         Shape {
             via: Via::Group,
             system: QUIET_SYSTEM,
-            register: kind != ServerKind::Wasmgate,
+            register: !matches!(kind, ServerKind::Wasmgate | ServerKind::Cluster),
             clients: p.group_system_clients,
             members: p.group_members.min(p.group_system_clients),
         }
@@ -318,6 +322,7 @@ async fn run_shape(server: &mut Server, p: &Params, shape: Shape) -> Result<Fano
     }
     let spec = FleetSpec {
         target: server.target(),
+        also: server.targets().into_iter().skip(1).collect(),
         system: Arc::from(system),
         spread: p.spread(n),
         source_addrs: p.source_addrs,
@@ -432,7 +437,8 @@ async fn sustained(
     let n = shape.members;
     let interval = Duration::from_secs_f64(1.0 / f64::from(p.fanout_rate.max(1)));
     let mut sent_at = vec![0u64; count + 1];
-    let meter = CpuMeter::start(server.pid)?;
+    let redis_before = server.redis_commands().await;
+    let meter = CpuMeter::start_all(server.pids())?;
     let start = Instant::now();
     let first_send = sh.now_ns();
     let mut triggers = JoinSet::new();
@@ -462,6 +468,10 @@ async fn sustained(
     )
     .await;
     let cpu = meter.stop()?;
+    let redis_commands_per_broadcast = match (redis_before, server.redis_commands().await) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / count.max(1) as f64),
+        _ => None,
+    };
     let delivered = sh.delivered.load(Ordering::Relaxed);
     let span = sh
         .last_arrival
@@ -487,6 +497,7 @@ async fn sustained(
         },
         last_delivery: Dist::from_ns_vec(last),
         server_us_per_delivery: cpu.server_secs * 1e6 / delivered.max(1) as f64,
+        redis_commands_per_broadcast,
         cpu,
     };
     tracing::info!(server = server.kind.label(), ?out, "fan-out sustained");

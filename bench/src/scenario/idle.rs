@@ -41,6 +41,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<IdleResult> {
     let max = p.idle_levels.iter().copied().max().unwrap_or(0);
     let spec = FleetSpec {
         target: server.target(),
+        also: server.targets().into_iter().skip(1).collect(),
         system: Arc::from(BENCH_SYSTEM),
         spread: p.spread(max),
         source_addrs: p.source_addrs,

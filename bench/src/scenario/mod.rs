@@ -101,6 +101,9 @@ pub struct ScalingResult {
     pub speedup: f64,
 }
 
+/// What a [`ServerKind::Cluster`] runs: delivery across nodes and memory per connection.
+const CLUSTER_SCENARIOS: [Scenario; 3] = [Scenario::Idle, Scenario::Fanout, Scenario::FanoutGroup];
+
 /// The scenarios, in the order `all` runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -167,6 +170,28 @@ pub struct ServerReport {
 }
 
 impl ServerReport {
+    /// Mark scenario `sc` skipped, with `why`.
+    fn skip(&mut self, sc: Scenario, why: &str) {
+        fn skipped<T>(why: &str) -> Option<Outcome<T>> {
+            Some(Outcome::Skipped(why.to_owned()))
+        }
+        match sc {
+            Scenario::Idle => self.idle = skipped(why),
+            Scenario::Fanout => self.fanout = skipped(why),
+            Scenario::EchoNative => self.echo_native = skipped(why),
+            Scenario::EchoApp => {
+                for lang in PluginLang::ALL {
+                    *self.echo_app_slot(lang) = skipped(why);
+                }
+            }
+            Scenario::Storm => self.storm = skipped(why),
+            Scenario::Reload => self.reload = skipped(why),
+            Scenario::EchoScaling => self.echo_scaling = skipped(why),
+            Scenario::FanoutGroup => self.fanout_group = skipped(why),
+            Scenario::Soak => self.soak = skipped(why),
+        }
+    }
+
     /// An empty report for `server`.
     pub fn new(server: ServerKind) -> ServerReport {
         ServerReport {
@@ -341,6 +366,13 @@ pub async fn run_all(
         for rep in &mut reports {
             let k = rep.server;
             tracing::info!(server = k.label(), scenario = ?sc, "running");
+            if k == ServerKind::Cluster && !CLUSTER_SCENARIOS.contains(&sc) {
+                rep.skip(
+                    sc,
+                    "the cluster runs the fan-out and idle scenarios (issue 12)",
+                );
+                continue;
+            }
             match sc {
                 Scenario::Idle => {
                     rep.idle =

@@ -241,6 +241,7 @@ pub async fn run(server: &mut Server, p: &Params, echo_wasm: &Path) -> Result<Re
     let target = server.target();
     let spec = FleetSpec {
         target,
+        also: Vec::new(),
         system: Arc::from(ECHO_SYSTEM),
         spread: p.spread(n),
         source_addrs: p.source_addrs,

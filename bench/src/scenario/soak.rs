@@ -275,6 +275,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<SoakResult> {
     // The pool: connected and in its groups before the load starts.
     let spec = FleetSpec {
         target,
+        also: Vec::new(),
         system: Arc::from(clients::SYSTEM),
         spread: false,
         source_addrs: p.source_addrs,

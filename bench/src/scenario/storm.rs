@@ -47,6 +47,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<StormResult> {
     let n = p.storm_conns;
     let spec = FleetSpec {
         target: server.target(),
+        also: Vec::new(),
         system: Arc::from(BENCH_SYSTEM),
         spread: p.spread(n),
         source_addrs: p.source_addrs,
