@@ -38,6 +38,25 @@ const PUBLISH_BATCH: usize = 256;
 /// How long one Redis round trip may take before the cluster counts Redis as down.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// An error saying Redis could not answer (HTTP 503, WIT `unavailable`).
+pub(super) fn unavailable(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Unavailable(e.to_string())
+}
+
+/// Await one Redis round trip for at most [`REDIS_TIMEOUT`]; a failure or the timeout is
+/// [`RegistryError::Unavailable`]. Every registry, key-value and timer call goes through it.
+pub(super) async fn within<T>(
+    fut: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RegistryError> {
+    match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
+        Err(_) => Err(unavailable(format!(
+            "redis did not answer within {REDIS_TIMEOUT:?}"
+        ))),
+    }
+}
+
 /// A packet on its way to a channel.
 pub(super) type Outgoing = (String, Bytes);
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use super::broker::REDIS_TIMEOUT;
+use super::broker::{REDIS_TIMEOUT, unavailable, within};
 use super::wire::system_base;
 use crate::registry::RegistryError;
 
@@ -195,10 +195,6 @@ impl Drop for Turn {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(e.to_string())
-}
-
 fn measured(v: &[Value]) -> Result<Measured, RegistryError> {
     let n = |i: usize| -> Result<usize, RegistryError> {
         match v.get(i) {
@@ -233,19 +229,6 @@ impl RedisKv {
         base.trim_end_matches(':').to_owned()
     }
 
-    async fn run<T>(
-        &self,
-        fut: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "redis did not answer within {REDIS_TIMEOUT:?}"
-            ))),
-        }
-    }
-
     /// Wait for `plugin`'s turn (at most [`TURN_WAIT`]).
     pub async fn turn(&self, plugin: &str) -> Result<Turn, RegistryError> {
         let key = format!("{}:turn", self.hash(plugin));
@@ -260,7 +243,7 @@ impl RedisKv {
                 .arg("PX")
                 .arg(TURN_TTL.as_millis() as u64);
             let mut conn = self.conn.clone();
-            let taken: Option<String> = self.run(set.query_async(&mut conn)).await?;
+            let taken: Option<String> = within(set.query_async(&mut conn)).await?;
             if taken.is_some() {
                 return Ok(Turn {
                     conn: self.conn.clone(),
@@ -285,7 +268,7 @@ impl RedisKv {
         let mut c = redis::cmd("HGET");
         c.arg(self.hash(plugin)).arg(key);
         let mut conn = self.conn.clone();
-        self.run(c.query_async(&mut conn)).await
+        within(c.query_async(&mut conn)).await
     }
 
     /// Set `key`, within `max_keys` and `max_bytes`.
@@ -306,7 +289,7 @@ impl RedisKv {
             .arg(max_keys)
             .arg(max_bytes);
         let mut conn = self.conn.clone();
-        let v: Vec<Value> = self.run(inv.invoke_async(&mut conn)).await?;
+        let v: Vec<Value> = within(inv.invoke_async(&mut conn)).await?;
         match v.first() {
             Some(Value::Int(0)) => Ok(SetOutcome::Done),
             _ => Ok(SetOutcome::Refused(measured(&v)?)),
@@ -319,7 +302,7 @@ impl RedisKv {
         let mut inv = self.delete.prepare_invoke();
         inv.arg(&h).arg(format!("{h}:bytes")).arg(key);
         let mut conn = self.conn.clone();
-        Ok(self.run(inv.invoke_async::<i64>(&mut conn)).await? == 1)
+        Ok(within(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
     /// Add `delta` to the decimal integer at `key` (missing counts as 0), atomically.
@@ -340,7 +323,7 @@ impl RedisKv {
             .arg(max_keys)
             .arg(max_bytes);
         let mut conn = self.conn.clone();
-        let v: Vec<Value> = self.run(inv.invoke_async(&mut conn)).await?;
+        let v: Vec<Value> = within(inv.invoke_async(&mut conn)).await?;
         match (v.first(), v.get(1)) {
             (Some(Value::Int(0)), Some(Value::BulkString(n))) => std::str::from_utf8(n)
                 .ok()
@@ -359,7 +342,7 @@ impl RedisKv {
         let mut c = redis::cmd("HKEYS");
         c.arg(self.hash(plugin));
         let mut conn = self.conn.clone();
-        let mut keys: Vec<String> = self.run(c.query_async(&mut conn)).await?;
+        let mut keys: Vec<String> = within(c.query_async(&mut conn)).await?;
         keys.retain(|k| k.starts_with(prefix));
         keys.sort();
         Ok(keys)

@@ -8,18 +8,17 @@
 //! `max_connections`, empty for none). Counts and membership are answered by Redis (HLEN,
 //! SCARD, SISMEMBER); multi-key changes are Lua scripts ([`super::scripts`]).
 //!
-//! Every call waits at most [`REDIS_TIMEOUT`]; past it, or when Redis fails, it answers
+//! Every call waits at most [`REDIS_TIMEOUT`](super::broker::REDIS_TIMEOUT); past it, or when Redis fails, it answers
 //! [`RegistryError::Unavailable`] (HTTP 503), never a wrong "unknown".
 
 use std::collections::{BTreeSet, HashSet};
-use std::future::Future;
 
 use parking_lot::Mutex;
 
 use redis::aio::ConnectionManager;
-use redis::{FromRedisValue, RedisResult, Script, Value};
+use redis::{FromRedisValue, Script, Value};
 
-use super::broker::REDIS_TIMEOUT;
+use super::broker::{unavailable, within};
 use super::mirror::Snapshot;
 use super::scripts::{REGISTER_SYSTEM, Scripts, UNKNOWN_CLIENT, UNKNOWN_SYSTEM};
 use super::wire::system_base;
@@ -39,10 +38,6 @@ pub struct RedisRegistry {
     /// ([`RedisRegistry::retry_removals`]), so no client that left stays listed. Bounded by the
     /// clients this node held.
     pending: Mutex<HashSet<(String, String)>>,
-}
-
-fn unavailable(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(e.to_string())
 }
 
 fn parse<T: FromRedisValue>(v: Value) -> Result<T> {
@@ -165,17 +160,6 @@ impl RedisRegistry {
         system_base(&self.prefix, system)
     }
 
-    /// Await `fut` for at most [`REDIS_TIMEOUT`].
-    async fn run<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T> {
-        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "redis did not answer within {REDIS_TIMEOUT:?}"
-            ))),
-        }
-    }
-
     /// Run a registry script on `system` (`client` is `ARGV[4]` when it names one).
     async fn script(&self, s: &Script, system: &str, client: &str, args: &[&str]) -> Result<Value> {
         let mut inv = s.prepare_invoke();
@@ -186,7 +170,7 @@ impl RedisRegistry {
             inv.arg(*a);
         }
         let mut conn = self.conn.clone();
-        match self.run(inv.invoke_async::<Value>(&mut conn)).await? {
+        match within(inv.invoke_async::<Value>(&mut conn)).await? {
             Value::Int(UNKNOWN_SYSTEM) => Err(RegistryError::UnknownSystem(system.to_owned())),
             Value::Int(UNKNOWN_CLIENT) => Err(RegistryError::UnknownClient(client.to_owned())),
             v => Ok(v),
@@ -208,7 +192,7 @@ impl RedisRegistry {
             .arg(system)
             .add_command(cmd);
         let mut conn = self.conn.clone();
-        let (exists, v): (bool, Value) = self.run(pipe.query_async(&mut conn)).await?;
+        let (exists, v): (bool, Value) = within(pipe.query_async(&mut conn)).await?;
         if !exists {
             return Err(RegistryError::UnknownSystem(system.to_owned()));
         }
@@ -233,11 +217,11 @@ impl RedisRegistry {
                 .arg(&pattern)
                 .arg("COUNT")
                 .arg(1000);
-            let (next, keys): (u64, Vec<String>) = self.run(scan.query_async(&mut conn)).await?;
+            let (next, keys): (u64, Vec<String>) = within(scan.query_async(&mut conn)).await?;
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(keys);
-                self.run(unlink.query_async::<()>(&mut conn)).await?;
+                within(unlink.query_async::<()>(&mut conn)).await?;
             }
             if next == 0 {
                 return Ok(());
@@ -283,7 +267,7 @@ impl Registry for RedisRegistry {
             .arg(if max_connections.is_some() { "1" } else { "0" })
             .arg(self.limits.max_systems);
         let mut conn = self.conn.clone();
-        match self.run(inv.invoke_async::<i64>(&mut conn)).await? {
+        match within(inv.invoke_async::<i64>(&mut conn)).await? {
             -1 => Err(RegistryError::TooManySystems {
                 max: self.limits.max_systems,
             }),
@@ -299,7 +283,7 @@ impl Registry for RedisRegistry {
         let mut conn = self.conn.clone();
         let mut del = redis::cmd("HDEL");
         del.arg(&self.systems_key).arg(system);
-        self.run(del.query_async::<()>(&mut conn)).await?;
+        within(del.query_async::<()>(&mut conn)).await?;
         self.delete_under(&base).await?;
         Ok(sorted(ids))
     }
@@ -308,13 +292,13 @@ impl Registry for RedisRegistry {
         let mut c = redis::cmd("HEXISTS");
         c.arg(&self.systems_key).arg(system);
         let mut conn = self.conn.clone();
-        self.run(c.query_async(&mut conn)).await
+        within(c.query_async(&mut conn)).await
     }
 
     async fn systems(&self) -> Result<Vec<String>> {
         let mut conn = self.conn.clone();
         let c = Self::key_cmd("HKEYS", self.systems_key.clone());
-        Ok(sorted(self.run(c.query_async(&mut conn)).await?))
+        Ok(sorted(within(c.query_async(&mut conn)).await?))
     }
 
     async fn add_client(&self, system: &str, client: &str, uid: Option<&str>) -> Result<()> {
@@ -350,7 +334,7 @@ impl Registry for RedisRegistry {
         let mut c = redis::cmd("HEXISTS");
         c.arg(format!("{}clients", self.base(system))).arg(client);
         let mut conn = self.conn.clone();
-        self.run(c.query_async(&mut conn)).await
+        within(c.query_async(&mut conn)).await
     }
 
     async fn clients(&self, system: &str) -> Result<Vec<String>> {
@@ -438,7 +422,7 @@ impl Registry for RedisRegistry {
             pipe.cmd("HEXISTS").arg(&key).arg(*c);
         }
         let mut conn = self.conn.clone();
-        let answers: Vec<i64> = self.run(pipe.query_async(&mut conn)).await?;
+        let answers: Vec<i64> = within(pipe.query_async(&mut conn)).await?;
         if answers.first() != Some(&1) {
             return Err(RegistryError::UnknownSystem(system.to_owned()));
         }
@@ -466,7 +450,7 @@ impl Registry for RedisRegistry {
             .arg(format!("{base}cgroups:{client}"));
         let mut conn = self.conn.clone();
         let (system_known, client_known, groups): (bool, bool, Vec<String>) =
-            self.run(pipe.query_async(&mut conn)).await?;
+            within(pipe.query_async(&mut conn)).await?;
         if !system_known {
             return Err(RegistryError::UnknownSystem(system.to_owned()));
         }

@@ -21,7 +21,7 @@ use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
 
-use super::broker::REDIS_TIMEOUT;
+use super::broker::{unavailable, within};
 use super::wire::system_base;
 use crate::registry::RegistryError;
 
@@ -157,10 +157,6 @@ pub struct RedisTimers {
     restore: Script,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(e.to_string())
-}
-
 impl RedisTimers {
     /// The timers of a node, under `prefix`.
     pub fn new(conn: ConnectionManager, prefix: &str) -> Self {
@@ -178,19 +174,6 @@ impl RedisTimers {
 
     fn base(&self, plugin: &str) -> String {
         system_base(&format!("{}tmr:", self.prefix), plugin)
-    }
-
-    async fn run<T>(
-        &self,
-        fut: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        match tokio::time::timeout(REDIS_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(format!("redis: {e}"))),
-            Err(_) => Err(unavailable(format!(
-                "redis did not answer within {REDIS_TIMEOUT:?}"
-            ))),
-        }
     }
 
     /// Record a new timer of `plugin`; its cluster-wide id.
@@ -233,7 +216,7 @@ impl RedisTimers {
             inv.arg(id);
         }
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        within(inv.invoke_async(&mut conn)).await
     }
 
     /// Redis failed: claims wait (see the field).
@@ -270,7 +253,7 @@ impl RedisTimers {
             .arg(plugin)
             .arg(id);
         let mut conn = self.conn.clone();
-        Ok(self.run(inv.invoke_async::<i64>(&mut conn)).await? == 1)
+        Ok(within(inv.invoke_async::<i64>(&mut conn)).await? == 1)
     }
 
     /// Delete every timer bound to `client` (it left), set through whatever node: how many.
@@ -278,7 +261,7 @@ impl RedisTimers {
         let mut inv = self.take_client.prepare_invoke();
         inv.arg(&self.prefix).arg(client);
         let mut conn = self.conn.clone();
-        self.run(inv.invoke_async(&mut conn)).await
+        within(inv.invoke_async(&mut conn)).await
     }
 
     /// Move the timers of dead instance `dead` to instance `me`.
@@ -286,7 +269,7 @@ impl RedisTimers {
         let mut inv = self.take_over.prepare_invoke();
         inv.arg(&self.prefix).arg(dead).arg(me);
         let mut conn = self.conn.clone();
-        let rows: Vec<Value> = self.run(inv.invoke_async(&mut conn)).await?;
+        let rows: Vec<Value> = within(inv.invoke_async(&mut conn)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let (plugin, id, json): (String, String, String) =
