@@ -112,8 +112,8 @@ struct Cli {
     /// Runs: each runs every selected scenario against every server (fresh server processes).
     #[arg(long, global = true, default_value_t = 1)]
     runs: usize,
-    /// Only these scenarios (comma-separated: idle, fanout, fanout-group, echo, echo-native,
-    /// echo-app, scaling, storm, reload, soak), in the order of `all`.
+    /// Only these scenarios (comma-separated: idle, fanout, fanout-group, latency, echo,
+    /// echo-native, echo-app, scaling, storm, reload, soak), in the order of `all`.
     #[arg(long, global = true, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// The CPU layout's name, for the report (scripts/bench.sh applies it with `taskset`).
@@ -149,6 +149,9 @@ enum Command {
     Storm,
     /// Plugin replaced under load (wasmgate only).
     Reload,
+    /// One `send_to_client` at a time, from the HTTP call to the client (across nodes in a
+    /// cluster).
+    Latency,
     /// Minutes of connect/disconnect churn, chat and pushes: memory and errors (wasmgate
     /// only; not part of `all`).
     Soak,
@@ -164,6 +167,7 @@ impl Command {
             Command::Echo => vec![Scenario::EchoNative, Scenario::EchoApp],
             Command::Storm => vec![Scenario::Storm],
             Command::Reload => vec![Scenario::Reload],
+            Command::Latency => vec![Scenario::Latency],
             Command::Soak => vec![Scenario::Soak],
             Command::All => Scenario::ALL.to_vec(),
         }

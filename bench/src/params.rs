@@ -52,6 +52,12 @@ pub struct Params {
     pub group_system_clients: usize,
     /// Members of the group the group fan-out broadcasts to (the first of those clients).
     pub group_members: usize,
+    /// Clients of the single-send latency scenario (spread over the nodes of a cluster).
+    pub latency_clients: usize,
+    /// `send_to_client` calls it times, one at a time.
+    pub latency_sends: usize,
+    /// Their rate per second.
+    pub latency_rate: u32,
     /// Plugin instances the gateway runs for its echo plugin (`[plugins.echo] instances`);
     /// `None` leaves the key out of the configuration (the gateway's default, 1).
     #[serde(default)]
@@ -115,6 +121,9 @@ impl Params {
             reload_timeout_ms: 1_000,
             group_system_clients: 10_000,
             group_members: 1_000,
+            latency_clients: 30,
+            latency_sends: 2_000,
+            latency_rate: 200,
             plugin_instances: None,
             scaling_cpu: default_scaling_cpu(),
             setup_inflight: 256,
@@ -154,6 +163,8 @@ impl Params {
             reload_baseline_ms: 400,
             group_system_clients: 60,
             group_members: 20,
+            latency_clients: 6,
+            latency_sends: 40,
             // A bound, not a target: a debug gateway compiles a plugin in seconds.
             scenario_timeout_secs: 120,
             soak_secs: 15,

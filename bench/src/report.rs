@@ -11,6 +11,7 @@ use crate::params::Params;
 use crate::scenario::echo::EchoResult;
 use crate::scenario::fanout::FanoutResult;
 use crate::scenario::fanout::Via;
+use crate::scenario::latency::LatencyResult;
 use crate::scenario::reload::ReloadResult;
 use crate::scenario::soak::SoakResult;
 use crate::scenario::{Outcome, ScalingResult, ServerReport};
@@ -390,6 +391,7 @@ fn rows(p: &Params, servers: &[ServerReport]) -> Vec<Row> {
         |v| Some(v.failed as f64),
     );
     group_fanout_rows(&mut t, p);
+    latency_rows(&mut t, p);
     scaling_rows(&mut t, p);
     let g = format!(
         "hot reload, {} swaps, {} clients, {}",
@@ -549,6 +551,40 @@ fn group_fanout_rows(t: &mut Rows<'_>, p: &Params) {
         pick,
         |v| Some(100.0 * v.sustained.cpu.server_secs / v.sustained.cpu.wall_secs.max(1e-9)),
     );
+}
+
+fn latency_rows(t: &mut Rows<'_>, p: &Params) {
+    use Better::Lower;
+    let g = format!(
+        "one send_to_client at a time, {}/s, {} B (cluster: API on node 1, clients on nodes 2-3)",
+        p.latency_rate, p.payload_bytes
+    );
+    fn pick(s: &ServerReport) -> Option<&Outcome<LatencyResult>> {
+        s.latency.as_ref()
+    }
+    t.add(&g, "p50 call → client (ms)", Lower, false, pick, |v| {
+        v.delivery.as_ref().map(|d| d.p50_ms)
+    });
+    t.add(&g, "p99 call → client (ms)", Lower, false, pick, |v| {
+        v.delivery.as_ref().map(|d| d.p99_ms)
+    });
+    t.add(&g, "max call → client (ms)", Lower, false, pick, |v| {
+        v.delivery.as_ref().map(|d| d.max_ms)
+    });
+    t.add(
+        &g,
+        "p50 call → HTTP answer (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.answer.as_ref().map(|d| d.p50_ms),
+    );
+    t.add(&g, "lost", Lower, true, pick, |v| {
+        Some(v.sent.saturating_sub(v.received) as f64)
+    });
+    t.add(&g, "doubled or out of order", Lower, true, pick, |v| {
+        Some((v.doubled + v.out_of_order) as f64)
+    });
 }
 
 fn scaling_rows(t: &mut Rows<'_>, p: &Params) {
@@ -725,6 +761,7 @@ fn server_notes(s: &ServerReport, run: Option<usize>, out: &mut Vec<String>) {
         note("soak", why(&s.soak));
         note("echo scaling", why(&s.echo_scaling));
         note("group fan-out", why(&s.fanout_group));
+        note("single-send latency", why(&s.latency));
         if let Some(Outcome::Ok(r)) = &s.soak {
             for f in &r.failures {
                 out.push(format!("{} / soak: FAILED: {f}", s.server.label()));
@@ -753,7 +790,7 @@ fn aggregate(servers: &[ServerKind], runs: &[Vec<Row>]) -> Vec<SummaryRow> {
             }
         }
     }
-    let ws = servers.iter().position(|&k| k == ServerKind::Ws);
+    let ws = reference(servers).and_then(|r| servers.iter().position(|&k| k == r));
     keys.into_iter()
         .map(|(group, metric, better, count)| {
             fn find<'r>(run: &'r [Row], group: &str, metric: &str) -> Option<&'r Row> {
@@ -820,6 +857,18 @@ fn aggregate(servers: &[ServerKind], runs: &[Vec<Row>]) -> Vec<SummaryRow> {
         .collect()
 }
 
+/// What the ratios divide by: Node `ws` when it ran; otherwise, for `--servers
+/// wasmgate,cluster`, the one-node gateway (what a cluster is judged against, issue 12).
+fn reference(servers: &[ServerKind]) -> Option<ServerKind> {
+    if servers.contains(&ServerKind::Ws) {
+        Some(ServerKind::Ws)
+    } else if servers.contains(&ServerKind::Cluster) && servers.contains(&ServerKind::Wasmgate) {
+        Some(ServerKind::Wasmgate)
+    } else {
+        None
+    }
+}
+
 /// The summary of `runs` (each run's servers in the same order).
 pub fn summarize(p: &Params, runs: &[RunReport]) -> Vec<SummaryRow> {
     let servers: Vec<ServerKind> = runs
@@ -867,9 +916,16 @@ pub fn markdown(r: &Report) -> String {
         "- versions: {}, node {}, ws {}, socket.io {}, wasmgate {}",
         m.rustc, m.node, m.ws, m.socketio, m.wasmgate
     );
+    let servers: Vec<ServerKind> = r
+        .runs
+        .first()
+        .map(|x| x.servers.iter().map(|s| s.server).collect())
+        .unwrap_or_default();
+    let reference = reference(&servers);
     let _ = writeln!(
         s,
-        "- ↓ lower is better, ↑ higher is better; ratio = server ÷ Node ws\n"
+        "- ↓ lower is better, ↑ higher is better; ratio = server ÷ {}\n",
+        reference.map_or("Node ws (not in this run: no ratios)", ServerKind::label)
     );
     let n = r.runs.len();
     let _ = writeln!(
@@ -890,24 +946,28 @@ pub fn markdown(r: &Report) -> String {
          run, then its median and min–max over the runs are shown; a cell measured in only some \
          runs says in how many\n"
     );
-    let servers: Vec<ServerKind> = r
-        .runs
-        .first()
-        .map(|x| x.servers.iter().map(|s| s.server).collect())
-        .unwrap_or_default();
     let _ = write!(s, "| scenario | metric |");
     for k in &servers {
         let _ = write!(s, " {} (median) |", k.label());
     }
-    let has_ws = servers.contains(&ServerKind::Ws);
+    let has_ws = reference.is_some();
     let others: Vec<ServerKind> = servers
         .iter()
         .copied()
-        .filter(|&k| k != ServerKind::Ws)
+        .filter(|&k| Some(k) != reference)
         .collect();
-    if has_ws {
+    if let Some(base) = reference {
         for k in &others {
-            let _ = write!(s, " {} ÷ ws median | min–max over runs |", k.label());
+            let _ = write!(
+                s,
+                " {} ÷ {} median | min–max over runs |",
+                k.label(),
+                if base == ServerKind::Ws {
+                    "ws"
+                } else {
+                    base.label()
+                }
+            );
         }
     }
     let _ = write!(s, "\n|---|---|");
@@ -1031,5 +1091,30 @@ mod tests {
         let sum = aggregate(&[ServerKind::Wasmgate], &runs);
         assert!(sum[0].ratios.is_empty());
         assert_eq!(sum[0].cells[0].median, Some(1.0));
+    }
+
+    /// `--servers wasmgate,cluster`: the cluster is judged against one node, run by run.
+    #[test]
+    fn a_cluster_without_node_ws_is_divided_by_one_node() {
+        use Cell::Num;
+        let runs = vec![
+            vec![row("p99 (ms)", false, vec![Num(2.0), Num(3.0)])],
+            vec![row("p99 (ms)", false, vec![Num(4.0), Num(4.0)])],
+        ];
+        let sum = aggregate(&[ServerKind::Wasmgate, ServerKind::Cluster], &runs);
+        let r = &sum[0].ratios;
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].server, ServerKind::Cluster);
+        assert_eq!(r[0].per_run, vec![Some(1.5), Some(1.0)]);
+        // With Node ws in the run, ws stays the reference.
+        let runs = vec![vec![row(
+            "p99 (ms)",
+            false,
+            vec![Num(2.0), Num(3.0), Num(1.0)],
+        )]];
+        let servers = [ServerKind::Wasmgate, ServerKind::Cluster, ServerKind::Ws];
+        let sum = aggregate(&servers, &runs);
+        assert_eq!(sum[0].ratios.len(), 2);
+        assert_eq!(sum[0].ratios[1].per_run, vec![Some(3.0)]);
     }
 }

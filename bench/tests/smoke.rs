@@ -248,6 +248,7 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
     assert_eq!(u(&idle["dropped"]), 0, "{name}: idle connections stay open");
 
     check_fanout(s, &name);
+    check_latency(s, &name, params);
 
     if name == "socketio" {
         skipped(&s["echo_native"], "Socket.IO native echo");
@@ -340,6 +341,53 @@ fn check_group_fanout(s: &Value, name: &str) {
     );
     assert_eq!(u(&sus["delivered"]), u(&sus["expected"]), "{name}: {sus}");
     assert_eq!(u(&g["dropped"]), 0, "{name}: {g}");
+}
+
+/// Every `send_to_client` of the latency scenario arrived once, in order, with its times.
+fn check_latency(s: &Value, name: &str, params: &Value) {
+    let l = ok(&s["latency"], &format!("{name} latency"));
+    let sent = u(&params["latency_sends"]);
+    assert_eq!(u(&l["sent"]), sent, "{name}: {l}");
+    assert_eq!(u(&l["received"]), sent, "{name}: every send arrived: {l}");
+    assert_eq!(u(&l["doubled"]), 0, "{name}: {l}");
+    assert_eq!(u(&l["out_of_order"]), 0, "{name}: {l}");
+    assert_eq!(u(&l["dropped"]), 0, "{name}: {l}");
+    assert_eq!(u(&l["delivery"]["count"]), sent, "{name}: {l}");
+    check_dist(&l["delivery"], name);
+    check_dist(&l["answer"], name);
+    let cross = l["cross_node"].as_bool().expect("cross_node");
+    assert_eq!(cross, name == "cluster", "{name}: {l}");
+    let clients = u(&l["clients"]);
+    // Connection i is on node i % 3: a cluster addresses only the other two nodes' clients.
+    let expect = if cross {
+        clients - clients.div_ceil(3)
+    } else {
+        clients
+    };
+    assert_eq!(u(&l["addressed"]), expect, "{name}: {l}");
+}
+
+/// A three-node cluster (its own redis-server) beside one node: single sends cross nodes and
+/// arrive once and in order; the ratio column divides the cluster by the one node.
+#[test]
+fn latency_across_a_cluster() {
+    let Some(wasmgate) = wasmgate_bin() else {
+        panic!("the cluster needs the wasmgate binary next to wasmgate-bench (cargo build)");
+    };
+    let (report, md) = run_bench(
+        &["latency", "--servers", "wasmgate,cluster"],
+        Some(&wasmgate),
+        None,
+        &[],
+    );
+    for s in run_servers(&report, 0) {
+        check_latency(s, s["server"].as_str().expect("name"), &report["params"]);
+    }
+    assert!(
+        md.contains("| wasmgate ×3 ÷ wasmgate median | min–max over runs |"),
+        "{md}"
+    );
+    assert!(md.contains("p99 call → client (ms) ↓"), "{md}");
 }
 
 /// The servers of run `i` of a report.

@@ -8,7 +8,6 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use std::net::SocketAddr;
@@ -19,19 +18,19 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::ApiError;
 use crate::auth::verify_client_token_claims;
+use crate::direct_io::{self, DirectIo};
 use crate::domain::close::{CloseCause, CloseCode};
 use crate::gateway::{ConnectContext, ConnectVerdict, Gateway};
 use crate::http::WatchedIo;
@@ -118,10 +117,8 @@ pub async fn upgrade(
                     Ok(parts) => {
                         let tcp = Arc::new(parts.io.into_inner().into_inner());
                         rx.set_socket(tcp.clone());
-                        let io = DirectIo {
-                            tcp,
-                            pending: unpinned(parts.read_buf),
-                        };
+                        let io = DirectIo::new(tcp, parts.read_buf, gw.config().read_buffer_size);
+                        let config = config.read_buffer_size(direct_io::CODEC_CHUNK);
                         let mut ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                         let end = serve(&gw, &system, &client, &mut ws, rx, context).await;
@@ -682,100 +679,6 @@ where
     ws.send(msg).await
 }
 
-/// The client's TCP socket under its WebSocket stream, shared with the senders that write to it
-/// directly while this connection's queue is empty ([`crate::outbound::Outbound::push_prepared`];
-/// [`OutboundRx`] says who may write when). Reads and writes go through the socket's readiness
-/// like `TcpStream`'s own.
-/// What hyper had read past the upgrade request, in an allocation of its own. `read_buf` is a
-/// slice of hyper's whole read buffer, and even empty it kept that buffer alive for the
-/// connection's life: 9.4 KB per idle connection instead of 4.2 (`scripts/bench.sh --only
-/// idle`, pinned, 19k connections, one run each before and after).
-fn unpinned(read_buf: Bytes) -> Bytes {
-    if read_buf.is_empty() {
-        Bytes::new()
-    } else {
-        Bytes::copy_from_slice(&read_buf)
-    }
-}
-
-struct DirectIo {
-    tcp: Arc<TcpStream>,
-    /// What hyper had read past the upgrade request: read first.
-    pending: Bytes,
-}
-
-impl AsyncRead for DirectIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pending.is_empty() {
-            let n = this.pending.len().min(buf.remaining());
-            buf.put_slice(&this.pending.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        loop {
-            ready!(this.tcp.poll_read_ready(cx))?;
-            match this.tcp.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for DirectIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            match self.tcp.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            match self.tcp.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    /// Ends our side of the stream (FIN). `shutdown` needs no exclusive access to the socket;
-    /// a duplicate descriptor reaches it without `unsafe`.
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        use std::os::fd::AsFd;
-        let fd = self.tcp.as_fd().try_clone_to_owned()?;
-        Poll::Ready(std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Write))
-    }
-}
-
 fn close_frame(end: &Ended) -> CloseFrame {
     CloseFrame {
         code: end.code.into(),
@@ -870,26 +773,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What hyper read past the upgrade must not keep hyper's read buffer alive: an empty rest
-    /// took 5 KB per idle connection (see [`unpinned`]).
-    #[test]
-    fn the_rest_of_the_upgrade_read_holds_no_part_of_hypers_buffer() {
-        for rest in [&b""[..], &b"\x81\x02hi"[..]] {
-            let mut buf = bytes::BytesMut::with_capacity(8192);
-            buf.extend_from_slice(b"GET /ws HTTP/1.1\r\n\r\n");
-            buf.extend_from_slice(rest);
-            let whole = buf.freeze();
-            let read_buf = whole.slice(whole.len() - rest.len()..);
-            let kept = unpinned(read_buf);
-            assert_eq!(&kept[..], rest);
-            assert!(
-                whole.is_unique(),
-                "the {}-byte rest still shares the buffer",
-                rest.len()
-            );
-        }
-    }
 
     /// Every idle connection keeps its task's state for its whole life: it must not grow
     /// unnoticed (1.75 KB → 1.03 KB for the whole task when the rare paths were boxed; the

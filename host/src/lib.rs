@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod dev;
+pub mod direct_io;
 pub mod domain;
 pub mod events;
 pub mod gateway;

@@ -169,14 +169,14 @@ impl Shared {
 }
 
 /// `#bench#<seq>#` anywhere in the frame → seq.
-fn parse_marker(frame: &str) -> Option<usize> {
+pub(crate) fn parse_marker(frame: &str) -> Option<usize> {
     let at = frame.find(MARKER)? + MARKER.len();
     let digits = &frame[at..];
     let end = digits.find('#')?;
     digits[..end].parse().ok()
 }
 
-fn payload(seq: usize, len: usize) -> String {
+pub(crate) fn payload(seq: usize, len: usize) -> String {
     let mut s = format!("{MARKER}{seq}#");
     while s.len() < len {
         s.push('x');

@@ -3,6 +3,7 @@
 pub mod echo;
 pub mod fanout;
 pub mod idle;
+pub mod latency;
 pub mod reload;
 pub mod soak;
 pub mod storm;
@@ -50,14 +51,16 @@ impl Scenario {
             Scenario::EchoScaling => "scaling",
             Scenario::FanoutGroup => "fanout-group",
             Scenario::Soak => "soak",
+            Scenario::Latency => "latency",
         }
     }
 
     /// Every scenario `all` runs, in order (not the soak).
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Idle,
         Scenario::Fanout,
         Scenario::FanoutGroup,
+        Scenario::Latency,
         Scenario::EchoNative,
         Scenario::EchoApp,
         Scenario::EchoScaling,
@@ -102,7 +105,12 @@ pub struct ScalingResult {
 }
 
 /// What a [`ServerKind::Cluster`] runs: delivery across nodes and memory per connection.
-const CLUSTER_SCENARIOS: [Scenario; 3] = [Scenario::Idle, Scenario::Fanout, Scenario::FanoutGroup];
+const CLUSTER_SCENARIOS: [Scenario; 4] = [
+    Scenario::Idle,
+    Scenario::Fanout,
+    Scenario::FanoutGroup,
+    Scenario::Latency,
+];
 
 /// The scenarios, in the order `all` runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +135,9 @@ pub enum Scenario {
     FanoutGroup,
     /// Minutes of churn, chat and pushes, watching memory and errors (wasmgate only).
     Soak,
+    /// One `send_to_client` at a time, timed from the HTTP call to the client (issue 12: across
+    /// nodes in a cluster).
+    Latency,
 }
 
 /// Everything measured against one server.
@@ -167,6 +178,9 @@ pub struct ServerReport {
     /// A group inside a larger system (issue 13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout_group: Option<Outcome<fanout::FanoutResult>>,
+    /// Single-send latency (issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Outcome<latency::LatencyResult>>,
 }
 
 impl ServerReport {
@@ -189,6 +203,7 @@ impl ServerReport {
             Scenario::EchoScaling => self.echo_scaling = skipped(why),
             Scenario::FanoutGroup => self.fanout_group = skipped(why),
             Scenario::Soak => self.soak = skipped(why),
+            Scenario::Latency => self.latency = skipped(why),
         }
     }
 
@@ -207,6 +222,7 @@ impl ServerReport {
             soak: None,
             echo_scaling: None,
             fanout_group: None,
+            latency: None,
         }
     }
 
@@ -224,6 +240,7 @@ impl ServerReport {
             || f(self.soak.as_ref().map(Outcome::is_failed))
             || f(self.echo_scaling.as_ref().map(Outcome::is_failed))
             || f(self.fanout_group.as_ref().map(Outcome::is_failed))
+            || f(self.latency.as_ref().map(Outcome::is_failed))
             || matches!(&self.soak, Some(Outcome::Ok(r)) if !r.failures.is_empty())
     }
 }
@@ -369,7 +386,7 @@ pub async fn run_all(
             if k == ServerKind::Cluster && !CLUSTER_SCENARIOS.contains(&sc) {
                 rep.skip(
                     sc,
-                    "the cluster runs the fan-out and idle scenarios (issue 12)",
+                    "the cluster runs the fan-out, latency and idle scenarios (issue 12)",
                 );
                 continue;
             }
@@ -441,6 +458,10 @@ pub async fn run_all(
                             .await
                         }
                     });
+                }
+                Scenario::Latency => {
+                    rep.latency =
+                        Some(guarded(l, k, None, limit, async |s| latency::run(s, p).await).await);
                 }
                 Scenario::FanoutGroup => {
                     rep.fanout_group = Some(

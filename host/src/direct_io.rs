@@ -1,0 +1,222 @@
+//! The client's TCP socket under its WebSocket stream: shared with the senders that write to
+//! it directly while the connection's queue is empty
+//! ([`crate::outbound::Outbound::push_prepared`]; [`crate::outbound::OutboundRx`] says who may
+//! write when), and read without a buffer of its own while the client is quiet.
+//!
+//! Why reads go through a per-thread buffer: tungstenite's frame codec allocates its read
+//! chunk (`read_buffer_size`) when the stream is made and keeps it for the connection's life.
+//! At 1 KiB that was a quarter of what an idle connection cost (4.5 KB at 19k connections).
+//! So the codec gets a small chunk ([`CODEC_CHUNK`]), and the socket is read up to
+//! `read_buffer_size` at a time into the worker thread's scratch buffer. What the codec does
+//! not take at once stays in an exact-size `pending` buffer, which is dropped as soon as it has
+//! been consumed. A quiet connection holds no read buffer but the codec's chunk. Measured with
+//! `scripts/bench.sh --only idle`: see BENCHMARKS.md (issue 12, memory).
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Bytes;
+
+/// The read chunk of the WebSocket codec on the direct path: allocated per connection and
+/// kept. The codec copies at most this much per read call from [`DirectIo`]; the socket reads
+/// are `read_buffer_size` (one syscall for a burst of small messages, as before).
+pub const CODEC_CHUNK: usize = 128;
+
+thread_local! {
+    /// The socket read buffer of this thread, shared by every connection it serves.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What hyper had read past the upgrade request, in an allocation of its own. `read_buf` is a
+/// slice of hyper's whole read buffer, and even empty it kept that buffer alive for the
+/// connection's life: 9.4 KB per idle connection instead of 4.2 (`scripts/bench.sh --only
+/// idle`, pinned, 19k connections, one run each before and after).
+fn unpinned(read_buf: Bytes) -> Bytes {
+    if read_buf.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::copy_from_slice(&read_buf)
+    }
+}
+
+/// A client's socket as its WebSocket stream reads and writes it. Reads and writes go through
+/// the socket's readiness like `TcpStream`'s own.
+pub struct DirectIo {
+    tcp: Arc<TcpStream>,
+    /// Read from the socket but not yet taken by the codec (first: what hyper had read past
+    /// the upgrade request). Empty, and holding no allocation, while the client is quiet.
+    pending: Bytes,
+    /// Bytes read from the socket at a time.
+    read_size: usize,
+}
+
+impl DirectIo {
+    /// The socket `tcp`, with `read_buf` (what hyper read past the upgrade) to be read first,
+    /// read `read_size` bytes at a time.
+    pub fn new(tcp: Arc<TcpStream>, read_buf: Bytes, read_size: usize) -> Self {
+        Self {
+            tcp,
+            pending: unpinned(read_buf),
+            read_size: read_size.max(CODEC_CHUNK),
+        }
+    }
+
+    /// One socket read into this thread's scratch buffer: what fits goes to `buf`, the rest to
+    /// `pending`.
+    fn read_through_scratch(&mut self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            if scratch.len() < self.read_size {
+                scratch.resize(self.read_size, 0);
+            }
+            let n = self.tcp.try_read(&mut scratch[..self.read_size])?;
+            let now = n.min(buf.remaining());
+            buf.put_slice(&scratch[..now]);
+            if n > now {
+                self.pending = Bytes::copy_from_slice(&scratch[now..n]);
+            }
+            Ok(())
+        })
+    }
+}
+
+impl AsyncRead for DirectIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending.split_to(n));
+            if this.pending.is_empty() {
+                // Give the allocation back now, not at the next read.
+                this.pending = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            ready!(this.tcp.poll_read_ready(cx))?;
+            let read = if buf.remaining() >= this.read_size {
+                // Room for a whole read: straight into the caller's buffer.
+                this.tcp
+                    .try_read(buf.initialize_unfilled())
+                    .map(|n| buf.advance(n))
+            } else {
+                this.read_through_scratch(buf)
+            };
+            match read {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for DirectIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.tcp.poll_write_ready(cx))?;
+            match self.tcp.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ends our side of the stream (FIN). `shutdown` needs no exclusive access to the socket;
+    /// a duplicate descriptor reaches it without `unsafe`.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        use std::os::fd::AsFd;
+        let fd = self.tcp.as_fd().try_clone_to_owned()?;
+        Poll::Ready(std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// What hyper read past the upgrade must not keep hyper's read buffer alive: an empty rest
+    /// took 5 KB per idle connection (see [`unpinned`]).
+    #[test]
+    fn the_rest_of_the_upgrade_read_holds_no_part_of_hypers_buffer() {
+        for rest in [&b""[..], &b"\x81\x02hi"[..]] {
+            let mut buf = bytes::BytesMut::with_capacity(8192);
+            buf.extend_from_slice(b"GET /ws HTTP/1.1\r\n\r\n");
+            buf.extend_from_slice(rest);
+            let whole = buf.freeze();
+            let read_buf = whole.slice(whole.len() - rest.len()..);
+            let kept = unpinned(read_buf);
+            assert_eq!(&kept[..], rest);
+            assert!(
+                whole.is_unique(),
+                "the {}-byte rest still shares the buffer",
+                rest.len()
+            );
+        }
+    }
+
+    /// A read smaller than the socket holds leaves the rest in `pending`, in order, and a
+    /// consumed `pending` holds nothing: a quiet connection keeps no read buffer.
+    #[tokio::test]
+    async fn small_reads_get_every_byte_in_order_and_keep_nothing_after() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut io = DirectIo::new(Arc::new(server), Bytes::from_static(b"ab"), 1024);
+        let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        client.write_all(&sent).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 100];
+        while got.len() < 2 + sent.len() {
+            let n = io.read(&mut chunk).await.unwrap();
+            assert!(n > 0 && n <= 100, "{n}");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(&got[..2], b"ab");
+        assert_eq!(&got[2..], &sent[..]);
+        assert!(io.pending.is_empty());
+        assert_eq!(
+            io.pending.as_ptr(),
+            Bytes::new().as_ptr(),
+            "a consumed pending buffer is given back"
+        );
+        drop(client);
+        assert_eq!(io.read(&mut chunk).await.unwrap(), 0, "end of stream");
+    }
+}
