@@ -20,9 +20,10 @@
 #                    Results in bench/results/soak.{md,json} (soak-smoke.* with --smoke);
 #                    shorter: -- --soak-duration 60
 #   --runs N         runs (default 5; --smoke and --soak: 1). Medians over the runs, ratios
-#                    to Node ws computed inside each run (median and min–max shown)
-#   --only LIST      only these scenarios: idle, fanout, fanout-group, echo (= echo-native +
-#                    echo-app), echo-native, echo-app, scaling, storm, reload
+#                    to Node ws (without it, of the cluster to one wasmgate) computed inside
+#                    each run (median and min–max shown)
+#   --only LIST      only these scenarios: idle, fanout, fanout-group, latency, echo
+#                    (= echo-native + echo-app), echo-native, echo-app, scaling, storm, reload
 #   --layout L       pinned (default): load generator on CPU 0, servers on CPU 1;
 #                    free: servers on every core, the load generator unpinned (one thread;
 #                    bench/README.md has the measurements behind this). The scaling scenario
@@ -34,7 +35,7 @@
 #   --debug          build the debug profile
 #   --servers LIST   comma-separated subset of wasmgate,ws,socketio (default: all three), or
 #                    cluster: three wasmgate nodes on a redis-server of the run's own (issue 12;
-#                    idle, fanout and fanout-group only)
+#                    idle, fanout, fanout-group and latency only)
 #   --install-peers  only install the peers' npm packages, then exit
 #   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
 # CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and

@@ -582,9 +582,14 @@ fn latency_rows(t: &mut Rows<'_>, p: &Params) {
     t.add(&g, "lost", Lower, true, pick, |v| {
         Some(v.sent.saturating_sub(v.received) as f64)
     });
-    t.add(&g, "doubled or out of order", Lower, true, pick, |v| {
-        Some((v.doubled + v.out_of_order) as f64)
-    });
+    t.add(
+        &g,
+        "doubled, misrouted or out of order",
+        Lower,
+        true,
+        pick,
+        |v| Some((v.doubled + v.misrouted + v.out_of_order) as f64),
+    );
 }
 
 fn scaling_rows(t: &mut Rows<'_>, p: &Params) {

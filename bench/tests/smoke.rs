@@ -350,6 +350,7 @@ fn check_latency(s: &Value, name: &str, params: &Value) {
     assert_eq!(u(&l["sent"]), sent, "{name}: {l}");
     assert_eq!(u(&l["received"]), sent, "{name}: every send arrived: {l}");
     assert_eq!(u(&l["doubled"]), 0, "{name}: {l}");
+    assert_eq!(u(&l["misrouted"]), 0, "{name}: {l}");
     assert_eq!(u(&l["out_of_order"]), 0, "{name}: {l}");
     assert_eq!(u(&l["dropped"]), 0, "{name}: {l}");
     assert_eq!(u(&l["delivery"]["count"]), sent, "{name}: {l}");

@@ -44,8 +44,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest message (and frame) a client may send; larger closes it with 1009.
     pub max_message_size: usize,
-    /// Bytes the socket reads at a time. Small keeps idle connections cheap (it is allocated per
-    /// connection); large helps clients that send big messages.
+    /// Bytes the socket reads at a time (at least 128), into a buffer of each worker thread:
+    /// what the client's WebSocket codec has not taken yet is kept for that client until it
+    /// has (see `direct_io`). Large helps clients that send big messages.
     pub read_buffer_size: usize,
     /// Per-client outbound queue bound in messages; overflow closes the client with 1008.
     pub max_queue_messages: usize,

@@ -30,12 +30,16 @@ pub struct LatencyResult {
     pub addressed: usize,
     /// Whether every send crossed nodes.
     pub cross_node: bool,
-    /// Sends made (one at a time, at `latency_rate` per second).
+    /// Sends made: one at a time (the next only after the frame arrived, or 1 s), at most
+    /// `latency_rate` per second.
     pub sent: usize,
     /// Sends whose frame arrived.
     pub received: usize,
     /// Frames that arrived more than once.
     pub doubled: u64,
+    /// Frames that reached another client than the one addressed.
+    #[serde(default)]
+    pub misrouted: u64,
     /// Frames older than one their client had already seen.
     pub out_of_order: u64,
     /// From just before the HTTP call to the frame at the client.
@@ -50,7 +54,10 @@ struct Shared {
     base: Instant,
     /// Per send: arrival (ns after `base`; 0 = not yet).
     arrival: Vec<AtomicU64>,
+    /// Per send: the connection index it is addressed to (set before the send).
+    to: Vec<AtomicU64>,
     doubled: AtomicU64,
+    misrouted: AtomicU64,
     out_of_order: AtomicU64,
     dropped: AtomicU64,
 }
@@ -61,7 +68,7 @@ impl Shared {
     }
 }
 
-async fn receiver(mut conn: Conn, sh: Arc<Shared>) {
+async fn receiver(idx: usize, mut conn: Conn, sh: Arc<Shared>) {
     let mut last = 0;
     loop {
         let frame = match conn.recv().await {
@@ -75,14 +82,21 @@ async fn receiver(mut conn: Conn, sh: Arc<Shared>) {
             continue;
         };
         let now = sh.now_ns();
-        if let Some(slot) = sh.arrival.get(seq)
-            && slot
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
+        let (Some(slot), Some(to)) = (sh.arrival.get(seq), sh.to.get(seq)) else {
+            continue;
+        };
+        if to.load(Ordering::Relaxed) != idx as u64 {
+            sh.misrouted.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if slot
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
         {
             sh.doubled.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
-        if seq <= last {
+        if seq < last {
             sh.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
         last = last.max(seq);
@@ -98,7 +112,9 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<LatencyResult> {
         base: Instant::now(),
         // Sends are numbered from 1.
         arrival: (0..=sends).map(|_| AtomicU64::new(0)).collect(),
+        to: (0..=sends).map(|_| AtomicU64::new(u64::MAX)).collect(),
         doubled: AtomicU64::new(0),
+        misrouted: AtomicU64::new(0),
         out_of_order: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
     });
@@ -114,7 +130,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<LatencyResult> {
     let mut set = JoinSet::new();
     let s = sh.clone();
     let opened =
-        fleet::open_many(&spec, 0..n, &mut set, move |_, c| receiver(c, s.clone())).await?;
+        fleet::open_many(&spec, 0..n, &mut set, move |i, c| receiver(i, c, s.clone())).await?;
     if opened.failed > 0 {
         bail!(
             "{} of {n} connections failed: {}",
@@ -157,29 +173,34 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<LatencyResult> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let interval = Duration::from_secs_f64(1.0 / f64::from(p.latency_rate.max(1)));
+    // One send in flight at a time: the next goes after this one's frame arrived (or 1 s), at
+    // the next tick; a late tick is not caught up with a burst.
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(
+        1.0 / f64::from(p.latency_rate.max(1)),
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent_at = vec![0u64; sends + 1];
     let mut answers = Vec::with_capacity(sends);
-    let start = Instant::now();
     for seq in 1..=sends {
-        tokio::time::sleep_until((start + interval * u32::try_from(seq - 1)?).into()).await;
-        let (_, id) = &targets[seq % targets.len()];
+        tick.tick().await;
+        let (idx, id) = &targets[seq % targets.len()];
+        let request = body(id, seq);
+        sh.to[seq].store(*idx as u64, Ordering::Relaxed);
         let t0 = sh.now_ns();
         sent_at[seq] = t0;
-        api.call("send_to_client", Some(BENCH_SYSTEM), &body(id, seq))
+        api.call("send_to_client", Some(BENCH_SYSTEM), &request)
             .await
             .with_context(|| format!("send_to_client #{seq}"))?;
         answers.push(sh.now_ns() - t0);
+        let waited = Instant::now();
+        while sh.arrival[seq].load(Ordering::Relaxed) == 0
+            && waited.elapsed() < Duration::from_secs(1)
+        {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
     }
-    // Everything sent; give the last frames a moment.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline
-        && sh.arrival[1..]
-            .iter()
-            .any(|a| a.load(Ordering::Relaxed) == 0)
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Late frames (and doubles) still count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     server.check_alive()?;
     let delivery: Vec<u64> = (1..=sends)
         .filter_map(|s| {
@@ -194,6 +215,7 @@ pub async fn run(server: &mut Server, p: &Params) -> Result<LatencyResult> {
         sent: sends,
         received: delivery.len(),
         doubled: sh.doubled.load(Ordering::Relaxed),
+        misrouted: sh.misrouted.load(Ordering::Relaxed),
         out_of_order: sh.out_of_order.load(Ordering::Relaxed),
         delivery: Dist::from_ns_vec(delivery),
         answer: Dist::from_ns_vec(answers),

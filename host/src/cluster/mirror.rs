@@ -52,7 +52,7 @@ impl Snapshot {
     }
 }
 
-/// The clients and the names of their systems, each held once.
+/// The clients and the names of their systems, each held once while it has clients here.
 #[derive(Default)]
 struct Table {
     entries: HashMap<String, Entry>,
@@ -67,6 +67,14 @@ impl Table {
         let s: Arc<str> = Arc::from(name);
         self.systems.insert(s.clone());
         s
+    }
+
+    /// The name of a system whose last client here just went is let go.
+    fn release(&mut self, system: Arc<str>) {
+        // Held by the set and by `system`: no entry uses it any more.
+        if Arc::strong_count(&system) == 2 {
+            self.systems.remove(&*system);
+        }
     }
 }
 
@@ -99,7 +107,9 @@ impl Mirror {
     /// A local client went away.
     pub fn down(&self, client: &str) {
         let mut table = self.entries.lock();
-        table.entries.remove(client);
+        if let Some(gone) = table.entries.remove(client) {
+            table.release(gone.system);
+        }
         // A table that held many clients gives their slots back (amortized: only after it
         // fell to a quarter of its capacity).
         if table.entries.capacity() > 64 && table.entries.len() < table.entries.capacity() / 4 {
@@ -201,7 +211,7 @@ mod tests {
         let all = m.all();
         assert_eq!(all, vec![("t".into(), "b".into(), Snapshot::default())]);
         assert_eq!(m.systems(), HashSet::from(["t".to_owned()]));
-        // The uid of "a" was kept, boxed; "b" has nothing to box.
+        // The uid of "c" is kept, boxed; "b" has nothing to box.
         m.up("s", "c", Some("u2"));
         let held = m.entries.lock();
         assert_eq!(
@@ -234,5 +244,10 @@ mod tests {
         let after = m.entries.lock().entries.capacity();
         assert!(after * 8 < full, "capacity {full} → {after}");
         assert_eq!(m.all().len(), 10);
+        // The last client of a system takes its name with it.
+        m.up("gone", "x", None);
+        assert_eq!(m.entries.lock().systems.len(), 2);
+        m.down("x");
+        assert_eq!(m.entries.lock().systems.len(), 1);
     }
 }
