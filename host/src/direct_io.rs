@@ -195,17 +195,19 @@ mod tests {
     /// consumed `pending` holds nothing: a quiet connection keeps no read buffer.
     #[tokio::test]
     async fn small_reads_get_every_byte_in_order_and_keep_nothing_after() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
         let mut io = DirectIo::new(Arc::new(server), Bytes::from_static(b"ab"), 1024);
         let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-        client.write_all(&sent).await.unwrap();
+        client.write_all(&sent).await.expect("write");
         let mut got = Vec::new();
         let mut chunk = [0u8; 100];
         while got.len() < 2 + sent.len() {
-            let n = io.read(&mut chunk).await.unwrap();
+            let n = io.read(&mut chunk).await.expect("read");
             assert!(n > 0 && n <= 100, "{n}");
             got.extend_from_slice(&chunk[..n]);
         }
@@ -216,6 +218,6 @@ mod tests {
             "a consumed pending buffer is given back"
         );
         drop(client);
-        assert_eq!(io.read(&mut chunk).await.unwrap(), 0, "end of stream");
+        assert_eq!(io.read(&mut chunk).await.expect("read"), 0, "end of stream");
     }
 }
