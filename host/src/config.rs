@@ -46,7 +46,8 @@ pub struct Config {
     pub max_message_size: usize,
     /// Bytes the socket reads at a time (at least 128), into a buffer of each worker thread:
     /// what the client's WebSocket codec has not taken yet is kept for that client until it
-    /// has (see `direct_io`). Large helps clients that send big messages.
+    /// has (see `direct_io`). 16 KiB: a 60 KB frame cost half the server CPU per MB of 1 KiB
+    /// reads (5 alternating runs, BENCHMARKS.md issue 12); small messages cost the same.
     pub read_buffer_size: usize,
     /// Per-client outbound queue bound in messages; overflow closes the client with 1008.
     pub max_queue_messages: usize,
@@ -274,7 +275,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             max_message_size: 64 * 1024,
-            read_buffer_size: 1024,
+            read_buffer_size: 16 * 1024,
             max_queue_messages: 1024,
             max_queue_bytes: 1024 * 1024,
             max_body_size: 1024 * 1024,

@@ -118,7 +118,6 @@ pub async fn upgrade(
                         let tcp = Arc::new(parts.io.into_inner().into_inner());
                         rx.set_socket(tcp.clone());
                         let io = DirectIo::new(tcp, parts.read_buf, gw.config().read_buffer_size);
-                        let config = config.read_buffer_size(direct_io::CODEC_CHUNK);
                         let mut ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                         let end = serve(&gw, &system, &client, &mut ws, rx, context).await;
@@ -129,7 +128,7 @@ pub async fn upgrade(
                         let mut ws = WebSocketStream::from_raw_socket(
                             TokioIo::new(upgraded),
                             Role::Server,
-                            Some(config),
+                            Some(config.read_buffer_size(FALLBACK_READ_CHUNK)),
                         )
                         .await;
                         // Borrowed, not moved: an async fn keeps a moved argument twice in its
@@ -176,9 +175,15 @@ fn count_disconnect(gw: &Gateway, kind: EndKind) {
         .inc();
 }
 
+/// The codec's read chunk on a stream that is not a plain TCP socket (not [`DirectIo`]): read
+/// straight from the stream and kept per connection, so `read_buffer_size` (sized for a buffer
+/// per thread) would be too much here. The gateway's own listener never takes this path.
+const FALLBACK_READ_CHUNK: usize = 1024;
+
+/// The codec's settings; its read chunk is [`direct_io::CODEC_CHUNK`] on a plain TCP socket.
 fn ws_config(config: &crate::Config) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer_size)
+        .read_buffer_size(direct_io::CODEC_CHUNK)
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size))

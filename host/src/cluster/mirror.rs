@@ -110,11 +110,8 @@ impl Mirror {
         if let Some(gone) = table.entries.remove(client) {
             table.release(gone.system);
         }
-        // A table that held many clients gives their slots back (amortized: only after it
-        // fell to a quarter of its capacity).
-        if table.entries.capacity() > 64 && table.entries.len() < table.entries.capacity() / 4 {
-            table.entries.shrink_to_fit();
-        }
+        // A table that held many clients gives their slots back.
+        crate::registry::shrink(&mut table.entries);
         drop(table);
         self.dirty.lock().remove(client);
     }

@@ -26,7 +26,7 @@ pub struct LocalRegistry {
 /// Shrink `map` when it uses under a quarter of a capacity above 64 entries: a table that
 /// held 100k clients otherwise keeps their slots (~5 MB) after they left. Amortized: a shrink
 /// to `len` happens only after capacity/2 removals.
-fn shrink<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+pub fn shrink<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
     if map.capacity() > 64 && map.len() < map.capacity() / 4 {
         map.shrink_to_fit();
     }

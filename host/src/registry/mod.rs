@@ -8,7 +8,7 @@ mod local;
 
 use std::collections::BTreeMap;
 
-pub use local::LocalRegistry;
+pub use local::{LocalRegistry, shrink};
 
 /// A client's info map (GatewayWorker's session): string keys to string values.
 pub type Info = BTreeMap<String, String>;
