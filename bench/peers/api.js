@@ -128,4 +128,13 @@ function portFromArgs(argv) {
   return port;
 }
 
-module.exports = { apiHandler, nextMessageId, portFromArgs };
+/** n rounds of a multiply-xor hash: the loop of the wasmgate echo plugin's `work:` (hostcalls guest). */
+let workSink = 0;
+function work(text) {
+  const n = Number.parseInt(text.split(':')[1], 10) || 0;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ i, 0x01000193);
+  workSink ^= h; // kept, so the JIT cannot drop the loop
+}
+
+module.exports = { apiHandler, nextMessageId, portFromArgs, work };

@@ -2,13 +2,13 @@
 // Socket.IO peer: the same scenarios on Socket.IO v4 (Engine.IO v4, WebSocket transport only).
 //   ws://127.0.0.1:PORT/socket.io/?EIO=4&transport=websocket&systemId=<id>
 //   after the client's `40` connect, the server emits `welcome` {clientId} (clientId = socket.id)
-//   event `echo` (text) -> event `echo` ("echo:" + text); event `join` (group) joins a room
+//   event `echo` (text) -> event `echo` ("echo:" + text; `work:<n>:<x>` first runs api.js's work()); event `join` (group) joins a room
 //   POST /api/websocket/... as in the ws peer; pushed messages arrive as event `message` (envelope)
 // Usage: node socketio-server.js --port PORT   (prints `READY <port>` once listening)
 
 const http = require('node:http');
 const { Server } = require('socket.io');
-const { apiHandler, portFromArgs } = require('./api');
+const { apiHandler, portFromArgs, work } = require('./api');
 
 const systems = new Set(['bench', 'echo']);
 
@@ -58,7 +58,10 @@ io.use((socket, next) => {
 io.on('connection', (socket) => {
   socket.join(`s:${socket.data.systemId}`);
   socket.emit('welcome', { clientId: socket.id });
-  socket.on('echo', (text) => socket.emit('echo', `echo:${text}`));
+  socket.on('echo', (text) => {
+    if (typeof text === 'string' && text.startsWith('work:')) work(text);
+    socket.emit('echo', `echo:${text}`);
+  });
   socket.on('join', (group) => {
     if (typeof group === 'string') socket.join(`g:${socket.data.systemId}\0${group}`);
   });

@@ -1,7 +1,8 @@
 'use strict';
 // Node `ws` peer: the seed-001 wire protocol on plain `ws`, as a baseline for wasmgate.
 //   ws://127.0.0.1:PORT/api/websocket/ws?systemId=<id>  -> {"code":0,"msg":"success","data":{"clientId":..}}
-//   text `ping` -> `pong`; any other text -> `echo:<text>` (the application-level echo)
+//   text `ping` -> `pong`; any other text -> `echo:<text>` (the application-level echo);
+//   `work:<n>:<x>` first runs n rounds of the hash in api.js's work() (the scaling row's handler work)
 //   POST /api/websocket/{register,bind_to_group,send_to_group,send_to_system,send_to_client,get_online_list}
 // No online/offline notices are sent (the benchmark ignores them anyway).
 // Usage: node ws-server.js --port PORT   (prints `READY <port>` once listening)
@@ -9,7 +10,7 @@
 const http = require('node:http');
 const crypto = require('node:crypto');
 const { WebSocketServer } = require('ws');
-const { apiHandler, portFromArgs } = require('./api');
+const { apiHandler, portFromArgs, work } = require('./api');
 
 const systems = new Set(['bench', 'echo']);
 /** clientId -> { ws, systemId, groups: Set<string> } */
@@ -88,6 +89,7 @@ server.on('upgrade', (req, socket, head) => {
         return;
       }
       const text = data.toString('utf8');
+      if (text.startsWith('work:')) work(text);
       ws.send(text === 'ping' ? 'pong' : `echo:${text}`);
     });
     ws.on('close', () => {

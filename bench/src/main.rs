@@ -129,6 +129,9 @@ struct Cli {
     /// The CPU list of the one-core half of the echo scaling scenario.
     #[arg(long, global = true)]
     scaling_cpu: Option<String>,
+    /// Rounds of handler work per message in the echo scaling scenario [full: 200000, smoke: 1000].
+    #[arg(long, global = true)]
+    scaling_work: Option<u32>,
     /// Clients connected to the system of the group fan-out [full: 10000, smoke: 60].
     #[arg(long, global = true)]
     group_system_clients: Option<usize>,
@@ -214,6 +217,7 @@ fn params(cli: &Cli) -> Params {
     p.soak_pushes_per_sec = cli.soak_pushes.unwrap_or(p.soak_pushes_per_sec);
     p.soak_check_rss |= cli.soak_check_rss;
     p.plugin_instances = cli.plugin_instances.or(p.plugin_instances);
+    p.scaling_work = cli.scaling_work.unwrap_or(p.scaling_work);
     if let Some(c) = &cli.scaling_cpu {
         p.scaling_cpu.clone_from(c);
     }

@@ -65,6 +65,13 @@ pub struct Params {
     /// CPU list the server is pinned to in the one-core half of the echo scaling scenario.
     #[serde(default = "default_scaling_cpu")]
     pub scaling_cpu: String,
+    /// Rounds of handler work per message in the echo scaling scenario (`work:<n>:…`, the same
+    /// hash loop in the plugin and in the peers' JS handler). Why: on a 2-core machine the load
+    /// generator needs ~0.6 core for a bare echo, so a server "on every core" can never get two;
+    /// with the handler doing most of the work per message the generator's share becomes small
+    /// and what is measured is whether the server's application code uses both cores.
+    #[serde(default)]
+    pub scaling_work: u32,
     /// Handshakes in flight while setting up a scenario.
     pub setup_inflight: usize,
     /// Above this many connections a scenario spreads them over source addresses.
@@ -126,6 +133,7 @@ impl Params {
             latency_rate: 200,
             plugin_instances: None,
             scaling_cpu: default_scaling_cpu(),
+            scaling_work: 200_000,
             setup_inflight: 256,
             spread_above: 15_000,
             source_addrs: 50,
@@ -165,6 +173,8 @@ impl Params {
             group_members: 20,
             latency_clients: 6,
             latency_sends: 40,
+            // A debug guest is ~10x slower per round than a release one.
+            scaling_work: 1_000,
             // A bound, not a target: a debug gateway compiles a plugin in seconds.
             scenario_timeout_secs: 120,
             soak_secs: 15,

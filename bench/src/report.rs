@@ -344,6 +344,17 @@ fn rows(p: &Params, servers: &[ServerReport]) -> Vec<Row> {
         t.add(&g, "p99 latency (ms)", Lower, false, pick, |v| {
             v.latency.as_ref().map(|d| d.p99_ms)
         });
+        t.add(&g, "max latency (ms)", Lower, false, pick, |v| {
+            v.latency.as_ref().map(|d| d.max_ms)
+        });
+        t.add(
+            &g,
+            "least-served client ÷ median client (replies)",
+            Higher,
+            false,
+            pick,
+            |v| v.fairness,
+        );
         t.add(&g, "server CPU per reply (µs)", Lower, false, pick, |v| {
             measurable(&v.cpu).then_some(v.server_us_per_reply)
         });
@@ -595,8 +606,9 @@ fn latency_rows(t: &mut Rows<'_>, p: &Params) {
 fn scaling_rows(t: &mut Rows<'_>, p: &Params) {
     use Better::{Higher, Lower};
     let g = format!(
-        "echo scaling: wasmgate Rust plugin ({}), peers JS handler; one core (CPU {}) vs every core, {} clients",
+        "echo scaling: wasmgate Rust plugin ({}), peers JS handler, {} rounds of handler work per message; one core (CPU {}) vs every core, {} clients",
         p.instances_label(),
+        p.scaling_work,
         p.scaling_cpu,
         p.echo_clients
     );
@@ -657,6 +669,38 @@ fn scaling_rows(t: &mut Rows<'_>, p: &Params) {
         false,
         pick,
         move |v| Some(busy(&v.all_cores.cpu, v.all_cores.cpu.client_secs)),
+    );
+    t.add(
+        &g,
+        "server CPU per reply, one core (µs)",
+        Lower,
+        false,
+        pick,
+        |v| measurable(&v.one_core.cpu).then_some(v.one_core.server_us_per_reply),
+    );
+    t.add(
+        &g,
+        "p99 latency, one core (ms)",
+        Lower,
+        false,
+        pick,
+        |v| v.one_core.latency.as_ref().map(|d| d.p99_ms),
+    );
+    t.add(
+        &g,
+        "least-served client ÷ median client, one core",
+        Higher,
+        false,
+        pick,
+        |v| v.one_core.fairness,
+    );
+    t.add(
+        &g,
+        "least-served client ÷ median client, every core",
+        Higher,
+        false,
+        pick,
+        |v| v.all_cores.fairness,
     );
     t.add(
         &g,

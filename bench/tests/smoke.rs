@@ -295,6 +295,12 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
         let want = f(&sc["all_cores"]["per_sec"]) / f(&sc["one_core"]["per_sec"]);
         assert!((speedup - want).abs() < 1e-9 * want, "{name}: {sc}");
         assert_eq!(sc["one_core_cpus"], "1", "{name}: {sc}");
+        // Every request of the scaling row carried the handler work (and every reply echoed
+        // it, or the client would have counted an error); the plain echo rows carry none.
+        let work = u(&params["scaling_work"]);
+        assert!(work > 0, "{params}");
+        assert_eq!(u(&sc["one_core"]["work"]), work, "{name}: {sc}");
+        assert_eq!(u(&sc["all_cores"]["work"]), work, "{name}: {sc}");
     }
 
     if name == "wasmgate" && plugin {

@@ -65,8 +65,13 @@ enum Command {
     Dev(dev::DevArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    server::runtime()
+        .context("starting the tokio runtime")?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Dev(args)) = cli.command {
         return dev::run(args).await.context("wasmgate dev");

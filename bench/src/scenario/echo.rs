@@ -39,6 +39,9 @@ pub struct EchoResult {
     pub system: String,
     /// Concurrent clients (one request in flight each).
     pub clients: usize,
+    /// Rounds of handler work each request asked for (`work:<n>:…`; 0: a bare echo).
+    #[serde(default)]
+    pub work: u32,
     /// Length of the measured window, seconds.
     pub window_secs: f64,
     /// Replies received inside the window.
@@ -49,6 +52,11 @@ pub struct EchoResult {
     pub latency: Option<Dist>,
     /// Requests left unanswered for 5 s, or failed connections.
     pub errors: usize,
+    /// Replies of the least served client ÷ the median client's, inside the window (1.0: every
+    /// client served alike). Why: in a closed loop a starved client sends few requests, so its
+    /// long waits are few samples and barely move the p99; this shows it.
+    #[serde(default)]
+    pub fairness: Option<f64>,
     /// CPU used in the window.
     pub cpu: CpuUse,
     /// Server CPU microseconds per reply (robust to a busy machine).
@@ -70,6 +78,7 @@ async fn client(
     mut conn: Conn,
     target: Target,
     path: EchoPath,
+    work: u32,
     mut go: watch::Receiver<Option<Window>>,
     errors: Arc<AtomicUsize>,
 ) -> Vec<u32> {
@@ -89,7 +98,11 @@ async fn client(
         let (req, expect): (Utf8Bytes, Cow<'static, str>) = match path {
             EchoPath::Native => (Utf8Bytes::from_static("ping"), Cow::Borrowed("pong")),
             EchoPath::App => {
-                let body = format!("e{idx}.{seq}");
+                let body = if work > 0 {
+                    format!("work:{work}:e{idx}.{seq}")
+                } else {
+                    format!("e{idx}.{seq}")
+                };
                 (
                     target.echo_request(&body).into(),
                     Cow::Owned(target.echo_reply(&body)),
@@ -125,12 +138,14 @@ async fn client(
     lat
 }
 
-/// Runs the scenario against a fresh server, on `system`.
+/// Runs the scenario against a fresh server, on `system`; with `work > 0` every application
+/// request asks the handler for that many rounds of work first.
 pub async fn run(
     server: &mut Server,
     p: &Params,
     path: EchoPath,
     system: &str,
+    work: u32,
 ) -> Result<EchoResult> {
     let n = p.echo_clients;
     let target = server.target();
@@ -148,7 +163,7 @@ pub async fn run(
     let mut set = JoinSet::new();
     let e = errors.clone();
     let opened = fleet::open_many(&spec, 0..n, &mut set, move |i, c| {
-        client(i, c, target, path, go_rx.clone(), e.clone())
+        client(i, c, target, path, work, go_rx.clone(), e.clone())
     })
     .await?;
     if opened.failed > 0 {
@@ -170,9 +185,11 @@ pub async fn run(
     tokio::time::sleep_until(w.end.into()).await;
     let cpu = meter.stop()?;
     let mut lat = Vec::new();
+    let mut per_client = Vec::with_capacity(n);
     let deadline = w.end + REPLY_TIMEOUT + Duration::from_secs(2);
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline.into(), set.join_next()).await {
         if let Ok(Some(v)) = r {
+            per_client.push(v.len());
             lat.extend(v);
         }
     }
@@ -184,14 +201,37 @@ pub async fn run(
         path,
         system: system.to_owned(),
         clients: n,
+        work,
         window_secs,
         replies,
         per_sec: replies as f64 / window_secs,
         latency: Dist::from_us(&mut lat),
         errors: errors.load(Ordering::Relaxed),
+        fairness: fairness(&mut per_client),
         server_us_per_reply: cpu.server_secs * 1e6 / replies.max(1) as f64,
         cpu,
     };
     tracing::info!(server = server.kind.label(), ?out, "echo");
     Ok(out)
+}
+
+/// Least ÷ median of the clients' reply counts; `None` without clients or replies.
+fn fairness(per_client: &mut [usize]) -> Option<f64> {
+    per_client.sort_unstable();
+    let least = *per_client.first()?;
+    let median = per_client[per_client.len() / 2];
+    (median > 0).then(|| least as f64 / median as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fairness;
+
+    #[test]
+    fn fairness_is_the_least_served_client_over_the_median() {
+        assert_eq!(fairness(&mut []), None);
+        assert_eq!(fairness(&mut [0, 0, 0]), None);
+        assert_eq!(fairness(&mut [10, 10, 10]), Some(1.0));
+        assert_eq!(fairness(&mut [40, 10, 38, 2, 40]), Some(2.0 / 38.0));
+    }
 }

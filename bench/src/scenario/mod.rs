@@ -337,7 +337,9 @@ async fn scaling(
         server_cpu: Some(crate::machine::all_cpus()),
         ..l.clone()
     };
-    let echo = async |s: &mut Server| echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await;
+    let echo = async |s: &mut Server| {
+        echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM, p.scaling_work).await
+    };
     tracing::info!(
         server = k.label(),
         cpus = p.scaling_cpu,
@@ -407,7 +409,7 @@ pub async fn run_all(
                         )
                     } else {
                         guarded(l, k, None, limit, async |s| {
-                            echo::run(s, p, echo::EchoPath::Native, BENCH_SYSTEM).await
+                            echo::run(s, p, echo::EchoPath::Native, BENCH_SYSTEM, 0).await
                         })
                         .await
                     });
@@ -435,7 +437,7 @@ pub async fn run_all(
                         );
                         *rep.echo_app_slot(lang) = Some(
                             guarded(l, k, plugin, limit, async |s| {
-                                echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM).await
+                                echo::run(s, p, echo::EchoPath::App, ECHO_SYSTEM, 0).await
                             })
                             .await,
                         );

@@ -10,6 +10,8 @@
 //! - `spin:<ms>[:<anything>]` keeps the plugin busy for `ms` milliseconds, then answers `spun`;
 //! - `spin-kv:<ms>` first reads the key-value store (taking a pooled plugin's key-value turn for
 //!   the rest of the event), then spins like `spin`;
+//! - `work:<n>:<anything>` runs `n` rounds of an FNV-1a style hash (CPU work without host calls,
+//!   the benchmark's scaling row), then answers `echo:<text>` like any other text;
 //! - any other text frame is answered `echo:<text>`;
 //! - a binary frame is answered with the same bytes.
 //!
@@ -317,6 +319,21 @@ fn spin(text: &str) -> &'static str {
     "spun"
 }
 
+/// `n` rounds of a multiply-xor hash: the same loop as the Node `ws` peer's `work:` handler
+/// (bench/peers/ws-server.js), so both servers do equal handler work per message.
+fn work(text: &str) -> u32 {
+    let n: u32 = text
+        .split(':')
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut h: u32 = 0x811c_9dc5;
+    for i in 0..n {
+        h = (h ^ i).wrapping_mul(0x0100_0193);
+    }
+    std::hint::black_box(h)
+}
+
 /// The guest: only the init config lives in memory.
 #[derive(Default)]
 struct HostCalls {
@@ -350,6 +367,10 @@ impl Plugin for HostCalls {
             Message::Text(text) if text.starts_with("spin-kv:") => {
                 let _ = host::kv_get("spin");
                 Message::text(spin(&text))
+            }
+            Message::Text(text) if text.starts_with("work:") => {
+                work(&text);
+                Message::Text(format!("echo:{text}"))
             }
             Message::Text(text) if text.starts_with('{') => {
                 command(client, &text, &self.config).into()
