@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use wasmgate::config::{Config, LogFormat};
-use wasmgate::{dev, server, telemetry};
+use wasmgate::{dev, plugin, server, telemetry};
 
 /// Why jemalloc and not glibc malloc (memory, issue 11): compiling a plugin allocates hundreds
 /// of MB on several threads for a few seconds, and glibc keeps what was freed in its arenas,
@@ -63,16 +63,48 @@ enum Command {
     /// Build a plugin on every save and hot-reload it into a local gateway (started if none
     /// answers), printing build errors and the plugin's log lines.
     Dev(dev::DevArgs),
+    /// Compile a plugin component read from standard input into the disk cache of
+    /// `--cache-dir` and print `compiler` or `disk-cache`: what the gateway runs in a child
+    /// process for every new version, so that the compiler's memory is never the gateway's.
+    #[command(hide = true)]
+    CompilePlugin {
+        /// The gateway's `cache_dir`.
+        #[arg(long)]
+        cache_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::CompilePlugin { cache_dir }) = &cli.command {
+        return compile_plugin(cache_dir);
+    }
+    // Plugins are compiled by this same binary in child processes (`compile-plugin`).
+    if let Ok(exe) = std::env::current_exe() {
+        plugin::compile_in_child_processes(exe);
+    }
     server::runtime()
         .context("starting the tokio runtime")?
-        .block_on(run())
+        .block_on(run(cli))
 }
 
-async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// The `compile-plugin` subcommand: its answer on standard output, a failure on standard error
+/// with exit status 1.
+fn compile_plugin(cache_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    match plugin::compile_plugin_command(cache_dir) {
+        Ok(source) => {
+            writeln!(std::io::stdout(), "{source}").context("writing the answer")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Dev(args)) = cli.command {
         return dev::run(args).await.context("wasmgate dev");
     }

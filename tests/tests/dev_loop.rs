@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Client;
+use common::{Client, wasmgate_bin};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -22,33 +22,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
-}
-
-/// The `wasmgate` binary of this build (`target/<profile>/wasmgate`, next to `deps/` holding
-/// this test), built first: `cargo test -p wasmgate-tests` alone does not build the host's
-/// binary, and a stale one would test old code.
-fn wasmgate_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    let profile = profile_dir
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(repo())
-        .args(["build", "-p", "wasmgate", "--bin", "wasmgate"])
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
-    if profile == "release" {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .expect("run cargo build for the wasmgate binary");
-    assert!(status.success(), "building the wasmgate binary failed");
-    profile_dir.join("wasmgate")
 }
 
 /// A free port on 127.0.0.1.

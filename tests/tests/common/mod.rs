@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -318,4 +319,31 @@ pub fn sorted(v: &Value) -> Vec<String> {
         .collect();
     list.sort();
     list
+}
+
+/// The `wasmgate` binary of this build (`target/<profile>/wasmgate`, next to `deps/` holding
+/// this test), built first: `cargo test -p wasmgate-tests` alone does not build the host's
+/// binary, and a stale one would test old code.
+pub fn wasmgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .args(["build", "-p", "wasmgate", "--bin", "wasmgate"])
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    if profile == "release" {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .expect("run cargo build for the wasmgate binary");
+    assert!(status.success(), "building the wasmgate binary failed");
+    profile_dir.join("wasmgate")
 }
