@@ -128,9 +128,10 @@ pub fn collect(l: &Launcher, load_before: String) -> MachineInfo {
             &[
                 "-C",
                 &l.peers_dir.display().to_string(),
-                "rev-parse",
-                "--short",
-                "HEAD",
+                // `-dirty` when the tree has changes: a result of uncommitted code says so.
+                "describe",
+                "--always",
+                "--dirty",
             ],
         ),
         load_before,

@@ -67,7 +67,7 @@ pub struct Params {
     pub scaling_cpu: String,
     /// Rounds of handler work per message in the echo scaling scenario (`work:<n>:…`, the same
     /// hash loop in the plugin and in the peers' JS handler). Why: on a 2-core machine the load
-    /// generator needs ~0.6 core for a bare echo, so a server "on every core" can never get two;
+    /// generator was 77 % busy with a bare echo, so a server "on every core" could never get two;
     /// with the handler doing most of the work per message the generator's share becomes small
     /// and what is measured is whether the server's application code uses both cores.
     #[serde(default)]

@@ -678,14 +678,9 @@ fn scaling_rows(t: &mut Rows<'_>, p: &Params) {
         pick,
         |v| measurable(&v.one_core.cpu).then_some(v.one_core.server_us_per_reply),
     );
-    t.add(
-        &g,
-        "p99 latency, one core (ms)",
-        Lower,
-        false,
-        pick,
-        |v| v.one_core.latency.as_ref().map(|d| d.p99_ms),
-    );
+    t.add(&g, "p99 latency, one core (ms)", Lower, false, pick, |v| {
+        v.one_core.latency.as_ref().map(|d| d.p99_ms)
+    });
     t.add(
         &g,
         "least-served client ÷ median client, one core",

@@ -298,7 +298,6 @@ fn check_server(s: &Value, params: &Value, plugin: bool) {
         // Every request of the scaling row carried the handler work (and every reply echoed
         // it, or the client would have counted an error); the plain echo rows carry none.
         let work = u(&params["scaling_work"]);
-        assert!(work > 0, "{params}");
         assert_eq!(u(&sc["one_core"]["work"]), work, "{name}: {sc}");
         assert_eq!(u(&sc["all_cores"]["work"]), work, "{name}: {sc}");
     }

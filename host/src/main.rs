@@ -80,9 +80,7 @@ fn main() -> anyhow::Result<()> {
         return compile_plugin(cache_dir);
     }
     // Plugins are compiled by this same binary in child processes (`compile-plugin`).
-    if let Ok(exe) = std::env::current_exe() {
-        plugin::compile_in_child_processes(exe);
-    }
+    plugin::compile_in_child_processes();
     server::runtime()
         .context("starting the tokio runtime")?
         .block_on(run(cli))

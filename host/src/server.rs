@@ -96,14 +96,19 @@ fn validate_cluster(config: &Config) -> Result<(), ServerError> {
 /// Why 1024: with tokio's default, a worker under load asks the I/O driver every 61 polls, and
 /// the hundreds of sockets that became readable since are woken into its local queue of 256;
 /// the overflow goes to the global queue, which the worker visits rarely, while the clients
-/// still in the local queue get their answers, send again and are woken again ahead of them.
+/// still in the local queue are answered, send again and are woken again ahead of them.
 /// Measured (1000 clients in a closed loop, server on one core, one run each): the least-served
-/// client got 0.62 of the median client's replies, native echo p99 132 ms against Node `ws`'s
-/// 19 ms, and the same with every plugin language. With 1024 a worker drains what is ready
-/// before it asks again, as Node's event loop does: least ÷ median 0.99, native p99 13 ms
-/// (256: 0.92, 24 ms). Our task polls are short (a frame read, a guest call cut at each 5 ms
-/// epoch tick), so I/O and timers are still seen within a few ms under full load, and at once
-/// when a worker has nothing else to do. BENCHMARKS.md has the five-run figures.
+/// client got 0.63 of the median client's replies (Node `ws`: 1.00), native echo p99 132 ms
+/// against Node's 19 ms, and the same with every plugin language. With 1024 a worker drains
+/// what is ready before it asks again, as Node's event loop does: least ÷ median 0.99, native
+/// p99 13 ms (256: 0.92, 24 ms).
+///
+/// The cost: I/O readiness, timers and tasks that yielded (a guest at its 5 ms epoch tick) are
+/// looked at every 1024 polls of a busy worker instead of 61, i.e. after ~5–10 ms of 5–10 µs
+/// connection polls, longer when guests run long slices (each lane's poll is at most one 5 ms
+/// tick), and at once when the worker runs out of work. And the native echo's CPU per reply
+/// was 8.3–9.2 µs against 7.2–8.0 µs with 61 (one run each): the starved clients of 61 made
+/// fewer, larger batches. BENCHMARKS.md (*Plugin path*) has the five-run figures.
 pub const EVENT_INTERVAL: u32 = 1024;
 
 /// The multi-threaded runtime the gateway runs on: a worker per core, [`EVENT_INTERVAL`].

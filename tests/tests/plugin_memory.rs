@@ -92,18 +92,21 @@ async fn the_binary_compiles_plugins_in_a_child_process() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(common::wasmgate_bin())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--plugins")
-        .arg(dir.path())
-        .args(["--log-level", "warn,wasmgate::plugin=debug"])
-        .env("WASMGATE_CACHE_DIR", cache.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
+    let mut child = common::KillOnDrop(
+        Command::new(common::wasmgate_bin())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--plugins")
+            .arg(dir.path())
+            .args(["--log-level", "warn,wasmgate::plugin=debug"])
+            .env("WASMGATE_CACHE_DIR", cache.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -114,7 +117,10 @@ async fn the_binary_compiles_plugins_in_a_child_process() {
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let (chat, broken) = loop {
-        assert!(std::time::Instant::now() < deadline, "plugins not loaded in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plugins not loaded in time"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let Ok(resp) = http.get(&api).send().await else {
             continue;
@@ -131,9 +137,9 @@ async fn the_binary_compiles_plugins_in_a_child_process() {
             break (c, b);
         }
     };
-    let _ = child.kill();
-    let _ = child.wait();
-    let lines: Vec<String> = rx.try_iter().collect();
+    drop(child);
+    // The reader ends when the gateway's standard output closes.
+    let lines: Vec<String> = rx.iter().collect();
     assert_eq!(chat["code"], "compiler", "{chat}");
     assert!(
         lines

@@ -19,6 +19,8 @@ use parking_lot::{Condvar, Mutex};
 use wasmtime::component::Component;
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
+use super::compiler;
+
 /// How often the epoch ticker advances every engine's epoch: the resolution of call deadlines.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
@@ -127,7 +129,7 @@ pub(crate) fn runtime(cache_dir: &Path) -> Result<Arc<Runtime>, String> {
 /// The engine settings of every engine that compiles or runs plugins, with the disk cache in
 /// `dir`. One function, because the cache key hashes these settings: a compiler process that
 /// used other settings would write entries the gateway never finds.
-fn engine_config(dir: &Path) -> Result<(Config, Cache), String> {
+pub(super) fn engine_config(dir: &Path) -> Result<(Config, Cache), String> {
     let mut cache_config = CacheConfig::new();
     cache_config.with_directory(dir);
     let cache = Cache::new(cache_config).map_err(|e| format!("compile cache: {e:#}"))?;
@@ -136,37 +138,6 @@ fn engine_config(dir: &Path) -> Result<(Config, Cache), String> {
     config.epoch_interruption(true);
     config.cache(Some(cache.clone()));
     Ok((config, cache))
-}
-
-/// The executable that compiles plugins in a child process (see [`Runtime::compile`]); unset,
-/// compilation happens in this process.
-static COMPILER: OnceLock<PathBuf> = OnceLock::new();
-
-/// Compile plugins in child processes running `exe compile-plugin` (the `wasmgate` binary sets
-/// its own path at startup; tests that embed the gateway leave it unset).
-pub fn compile_in_child_processes(exe: PathBuf) {
-    let _ = COMPILER.set(exe);
-}
-
-/// The `compile-plugin` subcommand: read a component from standard input, compile it into the
-/// disk cache of `cache_dir` with the gateway's engine settings, and print where its code came
-/// from (`compiler` or `disk-cache`). Errors are printed to standard error.
-pub fn compile_plugin_command(cache_dir: &Path) -> Result<&'static str, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading the component from standard input: {e}"))?;
-    std::fs::create_dir_all(cache_dir)
-        .map_err(|e| format!("cache folder {}: {e}", cache_dir.display()))?;
-    let (config, cache) = engine_config(cache_dir)?;
-    let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
-    Component::new(&engine, &bytes).map_err(|e| format!("compile: {e:#}"))?;
-    Ok(if cache.cache_hits() > 0 {
-        CodeSource::DiskCache.as_str()
-    } else {
-        CodeSource::Compiler.as_str()
-    })
 }
 
 fn start_ticker() -> Result<(), String> {
@@ -226,7 +197,8 @@ impl Runtime {
     /// If the entry cannot be written (full disk), the serving engine compiles it itself:
     /// correct, only without the saving.
     ///
-    /// Why a child process when the `wasmgate` binary runs (see [`compile_in_child_processes`]):
+    /// Why a child process when the `wasmgate` binary runs (`compiler.rs`, set up by
+    /// [`super::compile_in_child_processes`]):
     /// even with the throwaway engine, compiling left the gateway holding what the compiler
     /// touched: Cranelift's machine code paged in from the binary and pages the allocator
     /// kept. Measured with `scripts/plugin-memory.sh` (RSS over the bare gateway, Rust chat):
@@ -237,12 +209,16 @@ impl Runtime {
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, CodeSource), String> {
         let _turn = self.compile_lock.lock();
         let hits = self.cache.cache_hits();
-        let source = match COMPILER.get() {
-            Some(exe) => compile_in_child(exe, &self.dir, bytes)?,
+        let by_child = match compiler::executable() {
+            Some(exe) => compiler::compile_in_child(exe, &self.dir, bytes)?,
+            None => None,
+        };
+        let source = match by_child {
+            Some(source) => source,
             None => {
                 {
-                    let scratch = Engine::new(&self.config)
-                        .map_err(|e| format!("wasmtime engine: {e:#}"))?;
+                    let scratch =
+                        Engine::new(&self.config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
                     Component::new(&scratch, bytes).map_err(|e| format!("compile: {e:#}"))?;
                 }
                 if self.cache.cache_hits() > hits {
@@ -252,51 +228,21 @@ impl Runtime {
                 }
             }
         };
+        let hits = self.cache.cache_hits();
         let component =
             Component::new(&self.engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
+        if self.cache.cache_hits() == hits {
+            // A compiler of other settings (another wasmgate version replaced the binary) wrote
+            // an entry this engine does not find: correct, only without the memory saving.
+            tracing::warn!(
+                cache_dir = %self.dir.display(),
+                "the compiled code was not found in the disk cache: compiled by the gateway itself"
+            );
+        }
+        if by_child.is_some() {
+            compiler::prune_cache(&self.dir, compiler::CACHE_MAX_BYTES);
+        }
         Ok((component, source))
-    }
-}
-
-/// Run `exe compile-plugin --cache-dir dir` with `bytes` on its standard input and wait for it.
-fn compile_in_child(exe: &Path, dir: &Path, bytes: &[u8]) -> Result<CodeSource, String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(exe)
-        .arg("compile-plugin")
-        .arg("--cache-dir")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("compile: starting {} compile-plugin: {e}", exe.display()))?;
-    // The child reads all of its input before it writes anything, so writing first cannot
-    // block on a full output pipe.
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(bytes))
-        .transpose();
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("compile: waiting for the compiler process: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = stderr.trim();
-        return Err(if why.is_empty() {
-            format!("compile: the compiler process failed ({})", out.status)
-        } else {
-            why.strip_prefix("Error: ").unwrap_or(why).to_owned()
-        });
-    }
-    written.map_err(|e| format!("compile: writing to the compiler process: {e}"))?;
-    let said = String::from_utf8_lossy(&out.stdout);
-    tracing::debug!(source = said.trim(), "plugin compiled by a child process");
-    match said.trim() {
-        "compiler" => Ok(CodeSource::Compiler),
-        "disk-cache" => Ok(CodeSource::DiskCache),
-        other => Err(format!("compile: the compiler process said {other:?}")),
     }
 }
 

@@ -15,6 +15,7 @@ mod api;
 mod bench;
 mod bindings;
 mod compat;
+mod compiler;
 mod engine;
 mod entry;
 mod hostcalls;
@@ -48,7 +49,7 @@ pub use api::router;
 #[doc(hidden)]
 #[cfg(feature = "bench-support")]
 pub use bench::DirectInstance;
-pub use engine::{compile_in_child_processes, compile_plugin_command};
+pub use compiler::{compile_in_child_processes, compile_plugin_command};
 pub(crate) use entry::now_ms;
 pub use loader::ReloadOutcome;
 pub(crate) use watch::valid_name as valid_plugin_name;

@@ -3,8 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -346,4 +346,15 @@ pub fn wasmgate_bin() -> PathBuf {
         .expect("run cargo build for the wasmgate binary");
     assert!(status.success(), "building the wasmgate binary failed");
     profile_dir.join("wasmgate")
+}
+
+/// A child process killed (and reaped) when dropped, so that a failing test leaves no gateway
+/// running behind it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

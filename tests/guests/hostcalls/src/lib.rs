@@ -320,7 +320,7 @@ fn spin(text: &str) -> &'static str {
 }
 
 /// `n` rounds of a multiply-xor hash: the same loop as the Node `ws` peer's `work:` handler
-/// (bench/peers/ws-server.js), so both servers do equal handler work per message.
+/// (`work()` in bench/peers/api.js), so both servers do equal handler work per message.
 fn work(text: &str) -> u32 {
     let n: u32 = text
         .split(':')
