@@ -65,16 +65,21 @@ fn guest() -> PathBuf {
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .event_interval(server::EVENT_INTERVAL)
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest(), dir.path().join("bench.wasm")).unwrap();
-    let config = Config {
+    let mut config = Config {
         plugins_dir: Some(dir.path().to_path_buf()),
         listen: "127.0.0.1:0".parse().unwrap(),
         ..Config::default()
     };
+    // One client sends back to back here: the per-client rate limit (1000 messages/s by
+    // default) would make every round trip wait ~1 ms for its token instead of measuring it.
+    config.limits.client_messages_per_second = 0;
+    config.limits.client_bytes_per_second = 0;
     let listener = rt.block_on(async { server::bind(config.listen) }).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = rt.block_on(Server::build(config)).unwrap();
