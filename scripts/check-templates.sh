@@ -3,10 +3,11 @@
 # implementing the wasmgate plugin world, so a user who copies one starts from something that works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-target/templates}"
+target="${CARGO_TARGET_DIR:-target}"
+out="${1:-$target/templates}"
 mkdir -p "$out"
 cargo build -q -p wasmgate-template --target wasm32-wasip2 --release
-cp target/wasm32-wasip2/release/wasmgate_template.wasm "$out/rust-template.wasm"
+cp "$target/wasm32-wasip2/release/wasmgate_template.wasm" "$out/rust-template.wasm"
 scripts/build-js-plugin.sh templates/js "$out/js-template.wasm"
 scripts/build-py-plugin.sh templates/python "$out/py-template.wasm"
 scripts/build-c-plugin.sh templates/c "$out/c-template.wasm"

@@ -3,7 +3,8 @@
 # quiz demo and the dashboard in headless Chromium through playwright-core.
 # Installs what is missing: Debian's chromium (+ chromium-driver) when /usr/bin/chromium is absent,
 # and playwright-core at the version pinned in clients/js/package-lock.json.
-# Builds target/debug/wasmgate and the example Rust plugins (quiz, chat) into target/web-plugins/.
+# Builds target/debug/wasmgate and the example Rust plugins (quiz, chat) into target/web-plugins/
+# (under $CARGO_TARGET_DIR when it is set).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -21,10 +22,11 @@ fi
 
 echo "== building the gateway and the example plugins"
 cargo build -p wasmgate
-plugins="$root/target/web-plugins"
+target="${CARGO_TARGET_DIR:-$root/target}"
+plugins="$target/web-plugins"
 scripts/build-rust-plugins.sh "$plugins" >/dev/null
 
-export WEBTEST_BIN="$root/target/debug/wasmgate"
+export WEBTEST_BIN="$target/debug/wasmgate"
 export WEBTEST_PLUGINS="$plugins"
 echo "== client library and browser tests"
 cd clients/js
