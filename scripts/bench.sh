@@ -38,7 +38,8 @@
 #                    idle, fanout, fanout-group and latency only)
 #   --install-peers  only install the peers' npm packages, then exit
 #   -- ARGS          passed to wasmgate-bench (e.g. -- --fanout-clients 5000)
-# CARGO_TARGET_DIR is honoured. WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and
+# CARGO_TARGET_DIR is honoured. WASMGATE_BIN overrides the gateway binary (to compare a variant
+# build against the peers the same way). WASMGATE_ECHO_WASM, WASMGATE_JS_ECHO_WASM and
 # WASMGATE_PY_ECHO_WASM override the Rust, JavaScript and Python echo plugins, WASMGATE_CHAT_WASM
 # the soak's chat plugin.
 set -euo pipefail
@@ -120,7 +121,7 @@ bench_bin="$target_dir/$profile/wasmgate-bench"
 scenario=all
 [ "$soak" = 1 ] && scenario=soak
 args=("$scenario" --servers "$servers")
-[[ ",$servers," == *,wasmgate,* || ",$servers," == *,cluster,* ]] && args+=(--wasmgate-bin "$target_dir/$profile/wasmgate")
+[[ ",$servers," == *,wasmgate,* || ",$servers," == *,cluster,* ]] && args+=(--wasmgate-bin "${WASMGATE_BIN:-$target_dir/$profile/wasmgate}")
 
 # The guests' target folder the tests crate's build script uses: shared, so an up-to-date
 # guest costs nothing here.

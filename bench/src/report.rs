@@ -16,7 +16,7 @@ use crate::scenario::reload::ReloadResult;
 use crate::scenario::soak::SoakResult;
 use crate::scenario::{Outcome, ScalingResult, ServerReport};
 use crate::server::{PluginLang, ServerKind};
-use crate::stats::{median, min_max, per_run_ratios};
+use crate::stats::{Dist, median, min_max, per_run_ratios};
 
 /// Everything one invocation measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -161,6 +161,33 @@ impl Rows<'_> {
             count,
             cells,
         });
+    }
+
+    /// The rows `p50 <what> (ms)`, `p99 <what> (ms)` and `max <what> (ms)` of a distribution.
+    fn add_dist<T>(
+        &mut self,
+        group: &str,
+        what: &str,
+        pick: fn(&ServerReport) -> Option<&Outcome<T>>,
+        dist: impl Fn(&T) -> Option<&Dist> + Copy,
+    ) {
+        use Better::Lower;
+        type Pick = fn(&Dist) -> f64;
+        let rows: [(&str, Pick); 3] = [
+            ("p50", |d| d.p50_ms),
+            ("p99", |d| d.p99_ms),
+            ("max", |d| d.max_ms),
+        ];
+        for (name, get) in rows {
+            self.add(
+                group,
+                &format!("{name} {what} (ms)"),
+                Lower,
+                false,
+                pick,
+                |v| dist(v).map(get),
+            );
+        }
     }
 }
 
@@ -338,15 +365,7 @@ fn rows(p: &Params, servers: &[ServerReport]) -> Vec<Row> {
     ] {
         let g = format!("{name}, {} clients", p.echo_clients);
         t.add(&g, "replies/s", Higher, false, pick, |v| Some(v.per_sec));
-        t.add(&g, "p50 latency (ms)", Lower, false, pick, |v| {
-            v.latency.as_ref().map(|d| d.p50_ms)
-        });
-        t.add(&g, "p99 latency (ms)", Lower, false, pick, |v| {
-            v.latency.as_ref().map(|d| d.p99_ms)
-        });
-        t.add(&g, "max latency (ms)", Lower, false, pick, |v| {
-            v.latency.as_ref().map(|d| d.max_ms)
-        });
+        t.add_dist(&g, "latency", pick, |v| v.latency.as_ref());
         t.add(
             &g,
             "least-served client ÷ median client (replies)",
@@ -573,15 +592,7 @@ fn latency_rows(t: &mut Rows<'_>, p: &Params) {
     fn pick(s: &ServerReport) -> Option<&Outcome<LatencyResult>> {
         s.latency.as_ref()
     }
-    t.add(&g, "p50 call → client (ms)", Lower, false, pick, |v| {
-        v.delivery.as_ref().map(|d| d.p50_ms)
-    });
-    t.add(&g, "p99 call → client (ms)", Lower, false, pick, |v| {
-        v.delivery.as_ref().map(|d| d.p99_ms)
-    });
-    t.add(&g, "max call → client (ms)", Lower, false, pick, |v| {
-        v.delivery.as_ref().map(|d| d.max_ms)
-    });
+    t.add_dist(&g, "call → client", pick, |v| v.delivery.as_ref());
     t.add(
         &g,
         "p50 call → HTTP answer (ms)",

@@ -106,9 +106,10 @@ fn validate_cluster(config: &Config) -> Result<(), ServerError> {
 /// The cost: I/O readiness, timers and tasks that yielded (a guest at its 5 ms epoch tick) are
 /// looked at every 1024 polls of a busy worker instead of 61, i.e. after ~5–10 ms of 5–10 µs
 /// connection polls, longer when guests run long slices (each lane's poll is at most one 5 ms
-/// tick), and at once when the worker runs out of work. And the native echo's CPU per reply
-/// was 8.3–9.2 µs against 7.2–8.0 µs with 61 (one run each): the starved clients of 61 made
-/// fewer, larger batches. BENCHMARKS.md (*Plugin path*) has the five-run figures.
+/// tick), and at once when the worker runs out of work. And ~6–7 % more CPU per reply in the
+/// native echo (five runs each with Node `ws` in every run: 0.62× Node's against 0.58×): the
+/// starved clients of 61 let the others run in fewer, larger batches. BENCHMARKS.md (*Plugin
+/// path*) has the table.
 pub const EVENT_INTERVAL: u32 = 1024;
 
 /// The multi-threaded runtime the gateway runs on: a worker per core, [`EVENT_INTERVAL`].

@@ -20,10 +20,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{debug, warn};
-use wasmtime::Engine;
-use wasmtime::component::Component;
 
-use super::engine::{CodeSource, engine_config};
+use super::engine::{CodeSource, compile_into_cache, engine_config};
 
 /// Longest a compile may take before its child is killed. Why 10 minutes: the largest example
 /// (the 18.5 MB Python chat) compiles in ~6 s with a release gateway and in minutes with a
@@ -70,13 +68,7 @@ pub fn compile_plugin_command(cache_dir: &Path) -> Result<&'static str, String> 
     std::fs::create_dir_all(cache_dir)
         .map_err(|e| format!("compile: cache folder {}: {e}", cache_dir.display()))?;
     let (config, cache) = engine_config(cache_dir)?;
-    let engine = Engine::new(&config).map_err(|e| format!("compile: wasmtime engine: {e:#}"))?;
-    Component::new(&engine, &bytes).map_err(|e| format!("compile: {e:#}"))?;
-    Ok(if cache.cache_hits() > 0 {
-        CodeSource::DiskCache.as_str()
-    } else {
-        CodeSource::Compiler.as_str()
-    })
+    Ok(compile_into_cache(&config, &cache, &bytes)?.as_str())
 }
 
 /// Run `exe compile-plugin --cache-dir dir` on `bytes`. `Ok(None)`: no child could do it (it
@@ -127,7 +119,7 @@ pub(super) fn compile_in_child(
                         COMPILE_TIMEOUT.as_secs()
                     ));
                 }
-                // Polled only while a compile runs (a few per second of compiling).
+                // Every 20 ms, and only while a compile runs: an idle gateway polls nothing.
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => break Err(format!("compile: waiting for the compiler process: {e}")),
             }

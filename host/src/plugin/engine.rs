@@ -208,32 +208,20 @@ impl Runtime {
     /// component that makes it run out of memory takes down the child, not the gateway.
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<(Component, CodeSource), String> {
         let _turn = self.compile_lock.lock();
-        let hits = self.cache.cache_hits();
         let by_child = match compiler::executable() {
             Some(exe) => compiler::compile_in_child(exe, &self.dir, bytes)?,
             None => None,
         };
         let source = match by_child {
             Some(source) => source,
-            None => {
-                {
-                    let scratch =
-                        Engine::new(&self.config).map_err(|e| format!("wasmtime engine: {e:#}"))?;
-                    Component::new(&scratch, bytes).map_err(|e| format!("compile: {e:#}"))?;
-                }
-                if self.cache.cache_hits() > hits {
-                    CodeSource::DiskCache
-                } else {
-                    CodeSource::Compiler
-                }
-            }
+            None => compile_into_cache(&self.config, &self.cache, bytes)?,
         };
         let hits = self.cache.cache_hits();
         let component =
             Component::new(&self.engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
         if self.cache.cache_hits() == hits {
-            // A compiler of other settings (another wasmgate version replaced the binary) wrote
-            // an entry this engine does not find: correct, only without the memory saving.
+            // The entry was not written (a full disk) or not found: this engine compiled it,
+            // which is correct, only without the memory saving.
             tracing::warn!(
                 cache_dir = %self.dir.display(),
                 "the compiled code was not found in the disk cache: compiled by the gateway itself"
@@ -244,6 +232,24 @@ impl Runtime {
         }
         Ok((component, source))
     }
+}
+
+/// Compile `bytes` with a throwaway engine of `config`, whose disk cache is `cache`, so that
+/// the entry is written and the compiler's memory goes with the engine; where the code came
+/// from. The child process (`compiler.rs`) and the in-process path share it.
+pub(super) fn compile_into_cache(
+    config: &Config,
+    cache: &Cache,
+    bytes: &[u8],
+) -> Result<CodeSource, String> {
+    let hits = cache.cache_hits();
+    let engine = Engine::new(config).map_err(|e| format!("compile: wasmtime engine: {e:#}"))?;
+    Component::new(&engine, bytes).map_err(|e| format!("compile: {e:#}"))?;
+    Ok(if cache.cache_hits() > hits {
+        CodeSource::DiskCache
+    } else {
+        CodeSource::Compiler
+    })
 }
 
 /// Bytes of a component's compiled image (machine code, metadata and the linear-memory images
