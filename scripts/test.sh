@@ -17,6 +17,6 @@ cargo test --workspace --doc
 # under load, traps, timers and fairness must hold for N > 1 too.
 WASMGATE_TEST_PLUGIN_INSTANCES=2 cargo test -p wasmgate-tests \
   --test plugin_apps --test plugin_fairness --test plugin_faults --test plugin_hostcalls \
-  --test plugin_reload --test plugin_watch --test lang_plugins
+  --test plugin_reload --test plugin_watch --test lang_plugins --test plugin_direct
 scripts/test-web.sh
 scripts/check-templates.sh

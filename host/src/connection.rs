@@ -32,7 +32,7 @@ use crate::api::ApiError;
 use crate::auth::verify_client_token_claims;
 use crate::direct_io::{self, DirectIo};
 use crate::domain::close::{CloseCause, CloseCode};
-use crate::gateway::{ConnectContext, ConnectVerdict, Gateway};
+use crate::gateway::{ConnectContext, ConnectVerdict, Gateway, Taken};
 use crate::http::WatchedIo;
 use crate::metrics::{DisconnectLabels, Metrics};
 use crate::outbound::OutboundRx;
@@ -477,7 +477,16 @@ where
                         // Over its rate limits or its share of the plugin's queue, the client
                         // is not read until it may go on (ratelimit.rs); boxed, as it is rare.
                         let len = msg.len();
-                        let room = gw.client_message(system, client, msg);
+                        let room = match gw.client_message(system, client, msg) {
+                            // The plugin was idle: the call is made here, to its end (its
+                            // reply usually written by it before it returns).
+                            Taken::Call(call) => {
+                                call.await;
+                                None
+                            }
+                            Taken::Hold(room) => Some(room),
+                            Taken::Queued | Taken::NoPlugin => None,
+                        };
                         if let Some(hold) = throttle.charge(len, room) {
                             Box::pin(throttle.hold(hold, gw, client, &close_requested)).await;
                         }

@@ -51,7 +51,14 @@ pub enum Taken {
     /// read nothing more from it until the future resolves. Nothing is dropped, the sender is
     /// slowed (`plugin.client_queue_share`).
     Hold(Room),
+    /// Not queued: the plugin was idle, and this future makes the call from the caller's task
+    /// (`plugin/actor.rs`, direct calls). The connection runs it to its end before it reads
+    /// the client again; dropping it half-way would cost the instance.
+    Call(Call),
 }
+
+/// A plugin call made by the task that read the message.
+pub type Call = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A pending plugin timer: plugin, id, system, payload, bound client, due time (ms since the
 /// epoch).

@@ -194,13 +194,19 @@ async fn on_close_reaches_a_plugin_whose_queue_is_full() {
         leavers.push(gw.connect("hostcalls").await);
     }
 
-    // A client that keeps the queue at its bound: 20 ms per event.
+    // Clients that keep the queue at its bound: 20 ms per event. One alone would not: each of
+    // its events finds the instance idle and is called from its own connection task, which
+    // reads nothing meanwhile (direct calls, `actor.rs`); the others' events queue behind it.
+    // Four, so that two share an instance when the plugin runs two.
     let stop = Arc::new(AtomicBool::new(false));
-    let flooder = Flooder::start(
-        gw.connect("hostcalls").await,
-        "spin:20".into(),
-        stop.clone(),
-    );
+    let mut flooders = Vec::new();
+    for _ in 0..4 {
+        flooders.push(Flooder::start(
+            gw.connect("hostcalls").await,
+            "spin:20".into(),
+            stop.clone(),
+        ));
+    }
     wait_plugin(&gw, "hostcalls", "the queue is full", |p| {
         p["queued"].as_u64() >= Some(7)
     })
@@ -225,7 +231,9 @@ async fn on_close_reaches_a_plugin_whose_queue_is_full() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    flooder.stop();
+    for flooder in &flooders {
+        flooder.stop();
+    }
     closed.sort();
     ids.sort();
     assert_eq!(closed, ids, "the plugin heard every on-close");

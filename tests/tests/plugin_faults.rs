@@ -209,11 +209,24 @@ async fn a_plugin_that_falls_behind_slows_its_client_instead_of_buffering_or_dro
     install(dir.path(), "looper", LOOPER);
     let mut cfg = config(dir.path());
     cfg.plugin.queue_capacity = 4;
-    // The loop holds the actor for a whole second: time for every frame below to arrive.
+    // One instance, so that both clients below share it.
+    cfg.plugins.insert(
+        "looper".into(),
+        wasmgate::config::PluginConfig {
+            instances: Some(wasmgate::config::Instances::Count(1)),
+            ..Default::default()
+        },
+    );
+    // The loop holds the instance for a whole second: time for every frame below to arrive.
     cfg.plugin.call_timeout = Duration::from_secs(1);
     let gw = TestGateway::start(cfg).await;
+    let mut looping = gw.connect("looper").await;
     let mut c = gw.connect("looper").await;
-    c.send_text("loop").await;
+    // Another client's loop: `c`'s events find the instance busy and queue (its own loop would
+    // be called from its own connection task, which then reads nothing at all).
+    looping.send_text("loop").await;
+    // The loop holds the instance for 1 s from when it reaches the plugin: 200 ms for that.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..50 {
         c.send_text(&format!("m{i}")).await;
     }

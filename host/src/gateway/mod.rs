@@ -337,29 +337,26 @@ impl Gateway {
     /// A client sent a message: hand it to the system's plugin, or drop and count it. The
     /// caller counts it in [`Gateway::inbound_counter`].
     ///
-    /// `Some` when the client must not be read until the [`Room`] resolves (it reached its
-    /// share of its plugin's queue).
-    #[must_use = "a held client must not be read until its room resolves"]
-    pub fn client_message(&self, system: &str, client: &str, msg: Message) -> Option<Room> {
+    /// [`Taken::Hold`]: the client must not be read until the [`Room`] resolves (it reached its
+    /// share of its plugin's queue). [`Taken::Call`]: the caller makes the plugin call itself,
+    /// to its end, before it reads the client again.
+    #[must_use = "a held client must not be read until its room resolves, a call must be run"]
+    pub fn client_message(&self, system: &str, client: &str, msg: Message) -> Taken {
         let taken = match self.inner.events.get() {
             Some(sink) => sink.message(system, client, msg),
             None => Taken::NoPlugin,
         };
-        match taken {
-            Taken::Queued => None,
-            Taken::Hold(room) => Some(room),
-            Taken::NoPlugin => {
-                self.inner
-                    .metrics
-                    .messages_dropped
-                    .get_or_create(&DropLabels {
-                        system: system.to_owned(),
-                        reason: "no_plugin".into(),
-                    })
-                    .inc();
-                None
-            }
+        if let Taken::NoPlugin = taken {
+            self.inner
+                .metrics
+                .messages_dropped
+                .get_or_create(&DropLabels {
+                    system: system.to_owned(),
+                    reason: "no_plugin".into(),
+                })
+                .inc();
         }
+        taken
     }
 
     /// A client's connection ended: drop it from the registry, notify its groups and its plugin.

@@ -11,6 +11,16 @@
 //! run for its deadline (counted in ticks it was found running, so time spent suspended does not
 //! count) the tick traps it instead (`Trap::Interrupt`, counted as a trap).
 //!
+//! **Direct calls.** When a client's message finds its lane idle (nothing queued, no call in
+//! flight, an instance ready), the client's own connection task makes the call
+//! ([`try_direct`]) instead of queueing the event for the lane's task: no queue push, no wake-up
+//! of another task, and the reply written by the same poll that read the request. Whoever calls
+//! into a lane holds its [`Serving`] lock, and the lane's task takes events from the queue only
+//! while it holds that lock; a direct call is made only when the queue is empty under the lock.
+//! So a direct call never overtakes a queued event, and each client's events stay in order.
+//! Measured (perf, Rust echo plugin, 1000 clients, one core): the queue push, the lane task's
+//! wake-up and its poll were ~0.5 us of the 12.4 us of server CPU per reply.
+//!
 //! Failure handling: a trap (panic, deadline, out of bounds, memory) drops that lane's `Store`
 //! and its next event gets a fresh instance from the `InstancePre` (with `init` run again); the
 //! other lanes are not touched. The event that trapped is not retried. A lane that keeps
@@ -25,6 +35,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
 
@@ -37,7 +48,7 @@ use super::bindings::{
 use super::engine::{CodeSource, deadline_ticks, ticking};
 use super::entry::PluginShared;
 use super::mailbox::{Control, Event, Next};
-use super::metrics::EventLabels;
+use super::metrics::{EventLabels, PluginLabel, PluginMetrics};
 use super::state::HostState;
 use super::world::{Plugin, PluginPre};
 
@@ -71,33 +82,63 @@ pub(crate) struct Instance {
 
 /// Start the task of lane `lane` of `plugin`. It waits for its first version (a swap).
 pub(crate) fn spawn(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
-    let kinds = KIND_NAMES.map(|kind| {
-        plugin
-            .metrics
-            .events
-            .get_or_create(&EventLabels {
-                plugin: plugin.name.to_string(),
-                kind: kind.to_owned(),
-            })
-            .clone()
-    });
-    let actor = Actor {
-        call_seconds: plugin
-            .metrics
-            .call_seconds
-            .get_or_create(&plugin.label)
-            .clone(),
-        traps: plugin.metrics.traps.get_or_create(&plugin.label).clone(),
-        events: kinds,
-        lane,
-        engine,
-        version: None,
-        instance: None,
-        failures: 0,
-        retry_at: None,
-        plugin: plugin.clone(),
-    };
-    plugin.rt.spawn(actor.run());
+    let rt = plugin.rt.clone();
+    rt.spawn(run(plugin, lane, engine));
+}
+
+/// The metric handles of a plugin's calls, looked up once: an event allocates no label.
+pub(crate) struct CallMetrics {
+    call_seconds: Histogram,
+    traps: Counter,
+    events: [Counter; 4],
+}
+
+impl CallMetrics {
+    /// The handles of plugin `label` in `metrics`.
+    pub(crate) fn new(metrics: &PluginMetrics, label: &PluginLabel) -> Self {
+        Self {
+            call_seconds: metrics.call_seconds.get_or_create(label).clone(),
+            traps: metrics.traps.get_or_create(label).clone(),
+            events: KIND_NAMES.map(|kind| {
+                metrics
+                    .events
+                    .get_or_create(&EventLabels {
+                        plugin: label.plugin.clone(),
+                        kind: kind.to_owned(),
+                    })
+                    .clone()
+            }),
+        }
+    }
+}
+
+/// What serves one lane: its version, its instance and its failure state. Behind the lane's
+/// lock (`Lane::serving`), held by whoever calls into the instance.
+#[derive(Default)]
+pub(crate) struct Serving {
+    /// The version serving (`None` until the first swap).
+    version: Option<Arc<Loaded>>,
+    /// Its instance (`None` after a trap, until re-instantiated).
+    instance: Option<Box<Instance>>,
+    /// Consecutive failures (traps, failed re-instantiations); reset by a successful call.
+    failures: u32,
+    /// No instantiation before this instant (backoff).
+    retry_at: Option<Instant>,
+    /// A call is in flight. Still set when the lock is taken again, the call's future was
+    /// dropped half-way (its task was dropped): the instance stopped in the middle of guest
+    /// code and is not used again.
+    calling: bool,
+}
+
+impl Serving {
+    /// Whether an instance is ready for a call.
+    fn ready(&mut self) -> bool {
+        if self.calling {
+            self.calling = false;
+            self.instance = None;
+        }
+        self.instance.is_some()
+    }
 }
 
 /// A short text for a failed call: the trap (or error), where it happened, and what the guest
@@ -237,194 +278,239 @@ impl Call<'_> {
 
 const KIND_NAMES: [&str; 4] = ["connect", "message", "close", "timer"];
 
-struct Actor {
-    plugin: Arc<PluginShared>,
+/// Call `client`'s message into its lane from the caller's task, when the lane is idle:
+/// `None` (and the message back) when the event must be queued instead. The future holds the
+/// lane's lock until the call is over and must be run to its end.
+pub(crate) fn try_direct(
+    plugin: &Arc<PluginShared>,
     lane: usize,
-    engine: Engine,
-    /// The version serving (`None` until the first swap).
-    version: Option<Arc<Loaded>>,
-    /// Its instance (`None` after a trap, until re-instantiated).
-    instance: Option<Box<Instance>>,
-    /// Consecutive failures (traps, failed re-instantiations); reset by a successful call.
-    failures: u32,
-    /// No instantiation before this instant (backoff).
-    retry_at: Option<Instant>,
-    /// Metric handles looked up once: an event allocates no label.
-    call_seconds: Histogram,
-    traps: Counter,
-    events: [Counter; 4],
+    system: Arc<str>,
+    client: &str,
+    msg: Message,
+) -> Result<impl Future<Output = ()> + Send + 'static, Message> {
+    let Ok(mut serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
+        return Err(msg);
+    };
+    // Under the lock: the lane's task takes events only while it holds it, so an empty queue
+    // here means none of this client's events is waiting or being handled.
+    if !serving.ready() || !plugin.lanes[lane].mailbox.is_idle() {
+        return Err(msg);
+    }
+    let plugin = plugin.clone();
+    let client = client.to_owned();
+    plugin.lanes[lane]
+        .direct_calls
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(async move {
+        let event = Event::Message {
+            system,
+            client,
+            msg,
+        };
+        handle(&plugin, lane, &mut serving, event).await;
+    })
 }
 
-impl Actor {
-    async fn run(mut self) {
-        let plugin = self.plugin.clone();
-        let mailbox = &plugin.lanes[self.lane].mailbox;
-        loop {
-            let due = self.retry_at.is_none_or(|t| Instant::now() >= t);
-            if self.instance.is_none()
+/// The task of one lane: it takes the lane's orders and queued events, in order, and
+/// re-instantiates after a trap (with backoff).
+async fn run(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
+    let this = &plugin.lanes[lane];
+    let mailbox = &this.mailbox;
+    'serve: loop {
+        let (ready, until) = {
+            let mut serving = this.serving.lock().await;
+            let due = serving.retry_at.is_none_or(|t| Instant::now() >= t);
+            if !serving.ready()
                 && due
-                && let Some(version) = self.version.clone()
+                && let Some(version) = serving.version.clone()
             {
-                self.retry_at = None;
-                match instantiate(&self.engine, &self.plugin, &version, self.lane).await {
+                serving.retry_at = None;
+                match instantiate(&engine, &plugin, &version, lane).await {
                     Ok(mut instance) => {
                         let held = std::mem::take(&mut instance.held_timers);
-                        self.plugin.timers.arm(&self.plugin, &self.plugin.rt, &held);
-                        self.instance = Some(Box::new(instance));
+                        plugin.timers.arm(&plugin, &plugin.rt, &held);
+                        serving.instance = Some(Box::new(instance));
                     }
-                    Err(e) => self.failed(format!("re-instantiation failed: {e}")),
+                    Err(e) => failed(
+                        &plugin,
+                        lane,
+                        &mut serving,
+                        format!("re-instantiation failed: {e}"),
+                    ),
                 }
             }
-            let ready = self.instance.is_some();
-            let until = if ready { None } else { self.retry_at };
-            match mailbox.next(ready, until).await {
-                Next::Control(Control::Stop) => break,
+            let ready = serving.ready();
+            (ready, if ready { None } else { serving.retry_at })
+        };
+        if !mailbox.wait(ready, until).await {
+            continue;
+        }
+        // Events are taken only under the lock (see `try_direct`).
+        let mut serving = this.serving.lock().await;
+        loop {
+            let ready = serving.ready();
+            let Some(next) = mailbox.try_next(ready) else {
+                break;
+            };
+            match next {
+                Next::Control(Control::Stop) => break 'serve,
                 Next::Control(Control::Swap {
                     loaded,
                     instance,
                     reply,
                 }) => {
-                    self.instance = Some(instance);
-                    self.version = Some(loaded);
-                    self.failures = 0;
-                    self.retry_at = None;
+                    serving.instance = Some(instance);
+                    serving.version = Some(loaded);
+                    serving.failures = 0;
+                    serving.retry_at = None;
                     let _ = reply.send(());
                 }
-                Next::Event(event) => self.handle(event).await,
-                Next::Timeout => {}
+                Next::Event(event) => handle(&plugin, lane, &mut serving, event).await,
             }
         }
-        self.instance = None;
-        for event in mailbox.drain() {
-            if let Event::Connect { reply, .. } = event {
-                let _ = reply.send(ConnectVerdict::Accept);
-            }
-        }
-        info!(plugin = %self.plugin.name, lane = self.lane, "plugin instance stopped");
     }
+    this.serving.lock().await.instance = None;
+    for event in mailbox.drain() {
+        if let Event::Connect { reply, .. } = event {
+            let _ = reply.send(ConnectVerdict::Accept);
+        }
+    }
+    info!(plugin = %plugin.name, lane, "plugin instance stopped");
+}
 
-    async fn handle(&mut self, event: Event) {
-        match event {
-            Event::Connect {
-                system,
-                client,
-                context,
-                reply,
-            } => {
-                let context = to_wit_context(*context);
-                let verdict = match self.call(&system, Call::Connect(&client, context)).await {
-                    Some(Err(reject)) => {
-                        reject_verdict(&self.plugin.name, reject.code, &reject.reason)
-                    }
-                    Some(Ok(())) | None => ConnectVerdict::Accept,
+async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, event: Event) {
+    match event {
+        Event::Connect {
+            system,
+            client,
+            context,
+            reply,
+        } => {
+            let context = to_wit_context(*context);
+            let call = Call::Connect(&client, context);
+            let verdict = match call_guest(plugin, lane, serving, &system, call).await {
+                Some(Err(reject)) => reject_verdict(&plugin.name, reject.code, &reject.reason),
+                Some(Ok(())) | None => ConnectVerdict::Accept,
+            };
+            let _ = reply.send(verdict);
+        }
+        Event::Message {
+            system,
+            client,
+            msg,
+        } => {
+            if let Some(msg) = from_ws(&msg) {
+                let call = Call::Message(&client, msg);
+                call_guest(plugin, lane, serving, &system, call).await;
+            }
+        }
+        Event::Close {
+            system,
+            client,
+            code,
+            reason,
+        } => {
+            let reason = CloseReason { code, reason };
+            let call = Call::Close(&client, reason);
+            call_guest(plugin, lane, serving, &system, call).await;
+        }
+        Event::Timer { id } => {
+            if let Some(fired) = plugin.timers.take(id) {
+                let timer = WitTimer {
+                    id,
+                    payload: fired.payload,
+                    client: fired.client,
                 };
-                let _ = reply.send(verdict);
-            }
-            Event::Message {
-                system,
-                client,
-                msg,
-            } => {
-                if let Some(msg) = from_ws(&msg) {
-                    self.call(&system, Call::Message(&client, msg)).await;
-                }
-            }
-            Event::Close {
-                system,
-                client,
-                code,
-                reason,
-            } => {
-                let reason = CloseReason { code, reason };
-                self.call(&system, Call::Close(&client, reason)).await;
-            }
-            Event::Timer { id } => {
-                if let Some(fired) = self.plugin.timers.take(id) {
-                    let timer = WitTimer {
-                        id,
-                        payload: fired.payload,
-                        client: fired.client,
-                    };
-                    self.call(&fired.system, Call::Timer(timer)).await;
-                }
+                call_guest(plugin, lane, serving, &fired.system, Call::Timer(timer)).await;
             }
         }
     }
+}
 
-    /// Call into the instance for an event of `system`. `None` if there is no instance or the
-    /// call trapped (the instance is then gone); for a connect, the plugin's verdict.
-    async fn call(&mut self, system: &Arc<str>, call: Call<'_>) -> Option<Result<(), Reject>> {
-        let kind = call.kind();
-        let instance = self.instance.as_mut()?;
-        let Instance {
-            store, bindings, ..
-        } = &mut **instance;
-        store.data_mut().begin_event(system.clone());
-        arm(store, self.plugin.limits.call_timeout);
-        let ticking = ticking();
-        let started = Instant::now();
-        let work = async {
-            match call {
-                Call::Connect(client, context) => {
-                    bindings
-                        .call_on_connect(&mut *store, client, &context)
-                        .await
-                }
-                Call::Message(client, msg) => bindings
-                    .call_on_message(&mut *store, client, msg)
-                    .await
-                    .map(Ok),
-                Call::Close(client, reason) => bindings
-                    .call_on_close(&mut *store, client, reason)
-                    .await
-                    .map(Ok),
-                Call::Timer(timer) => bindings.call_on_timer(&mut *store, &timer).await.map(Ok),
-            }
-        };
-        // A panic in host code must not kill the lane: treat it like a trap.
-        let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
-        let took = started.elapsed();
-        drop(ticking);
-        store.data_mut().end_event();
-        let plugin = &self.plugin;
-        let lane = &plugin.lanes[self.lane];
-        lane.events_handled.fetch_add(1, Ordering::Relaxed);
-        plugin.stats.latency.record(took);
-        self.call_seconds.observe(took.as_secs_f64());
-        self.events[kind].inc();
-        let error = match result {
-            Ok(Ok(r)) => {
-                self.failures = 0;
-                return Some(r);
-            }
-            Ok(Err(e)) => describe(
-                &e,
-                plugin.limits.call_timeout,
-                store.data().log.stderr_tail(),
-            ),
-            Err(_) => "host panic while handling the event".to_owned(),
-        };
-        lane.traps.fetch_add(1, Ordering::Relaxed);
-        self.traps.inc();
-        let kind = KIND_NAMES[kind];
-        warn!(plugin = %plugin.name, lane = self.lane, system = %system, event = kind,
-            cause = %error, "plugin trapped: instance dropped, a fresh one serves the next event");
-        self.instance = None;
-        self.failed(format!("trap in on-{kind}: {error}"));
-        None
+/// Call into the lane's instance for an event of `system`. `None` if there is no instance or
+/// the call trapped (the instance is then gone); for a connect, the plugin's verdict.
+async fn call_guest(
+    plugin: &Arc<PluginShared>,
+    lane: usize,
+    serving: &mut Serving,
+    system: &Arc<str>,
+    call: Call<'_>,
+) -> Option<Result<(), Reject>> {
+    let kind = call.kind();
+    if !serving.ready() {
+        return None;
     }
-
-    /// Count a failure, record it, and schedule the next instantiation.
-    fn failed(&mut self, error: String) {
-        self.failures = self.failures.saturating_add(1);
-        self.retry_at = backoff(self.failures).map(|d| Instant::now() + d);
-        if let Some(at) = self.retry_at {
-            warn!(plugin = %self.plugin.name, lane = self.lane, failures = self.failures,
-                delay_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
-                cause = %error, "plugin keeps failing: backing off");
+    let instance = serving.instance.as_mut()?;
+    let Instance {
+        store, bindings, ..
+    } = &mut **instance;
+    store.data_mut().begin_event(system.clone());
+    arm(store, plugin.limits.call_timeout);
+    let ticking = ticking();
+    let started = Instant::now();
+    let work = async {
+        match call {
+            Call::Connect(client, context) => {
+                bindings
+                    .call_on_connect(&mut *store, client, &context)
+                    .await
+            }
+            Call::Message(client, msg) => bindings
+                .call_on_message(&mut *store, client, msg)
+                .await
+                .map(Ok),
+            Call::Close(client, reason) => bindings
+                .call_on_close(&mut *store, client, reason)
+                .await
+                .map(Ok),
+            Call::Timer(timer) => bindings.call_on_timer(&mut *store, &timer).await.map(Ok),
         }
-        self.plugin.set_error(error);
+    };
+    // A panic in host code must not kill the lane: treat it like a trap.
+    serving.calling = true;
+    let result = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+    serving.calling = false;
+    let took = started.elapsed();
+    drop(ticking);
+    store.data_mut().end_event();
+    let this = &plugin.lanes[lane];
+    this.events_handled.fetch_add(1, Ordering::Relaxed);
+    plugin.stats.latency.record(took);
+    let metrics = &plugin.calls;
+    metrics.call_seconds.observe(took.as_secs_f64());
+    metrics.events[kind].inc();
+    let error = match result {
+        Ok(Ok(r)) => {
+            serving.failures = 0;
+            return Some(r);
+        }
+        Ok(Err(e)) => describe(
+            &e,
+            plugin.limits.call_timeout,
+            store.data().log.stderr_tail(),
+        ),
+        Err(_) => "host panic while handling the event".to_owned(),
+    };
+    this.traps.fetch_add(1, Ordering::Relaxed);
+    metrics.traps.inc();
+    let kind = KIND_NAMES[kind];
+    warn!(plugin = %plugin.name, lane, system = %system, event = kind,
+        cause = %error, "plugin trapped: instance dropped, a fresh one serves the next event");
+    serving.instance = None;
+    failed(plugin, lane, serving, format!("trap in on-{kind}: {error}"));
+    None
+}
+
+/// Count a failure, record it, and schedule the next instantiation.
+fn failed(plugin: &PluginShared, lane: usize, serving: &mut Serving, error: String) {
+    serving.failures = serving.failures.saturating_add(1);
+    serving.retry_at = backoff(serving.failures).map(|d| Instant::now() + d);
+    if let Some(at) = serving.retry_at {
+        warn!(plugin = %plugin.name, lane, failures = serving.failures,
+            delay_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64,
+            cause = %error, "plugin keeps failing: backing off");
     }
+    plugin.set_error(error);
 }
 
 /// Delay before instantiating again after `failures` consecutive failures.

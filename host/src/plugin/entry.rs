@@ -11,10 +11,11 @@ use tokio::runtime::Handle;
 
 use crate::gateway::Gateway;
 
+use super::actor::{CallMetrics, Serving};
 use super::engine::CodeSource;
 use super::kv::Kv;
 use super::mailbox::Mailbox;
-use super::metrics::{LatencyWindow, PluginLabel, PluginMetrics};
+use super::metrics::{LatencyWindow, PluginMetrics};
 use super::timers::Timers;
 use super::world::World;
 
@@ -86,8 +87,8 @@ pub(crate) struct PluginShared {
     pub stats: Stats,
     /// Metric families.
     pub metrics: PluginMetrics,
-    /// This plugin's metric label, built once.
-    pub label: PluginLabel,
+    /// The metric handles its calls count into.
+    pub calls: CallMetrics,
     /// Whether a version serves: until then (and after unload) events are not routed here.
     pub live: AtomicBool,
 }
@@ -96,8 +97,13 @@ pub(crate) struct PluginShared {
 pub(crate) struct Lane {
     /// Events waiting for this instance.
     pub mailbox: Mailbox,
+    /// Its instance and failure state, held by whoever calls into it: the lane's task, or a
+    /// client's connection task calling directly (`actor::try_direct`).
+    pub serving: Arc<tokio::sync::Mutex<Serving>>,
     /// Calls it handled (completed or trapped).
     pub events_handled: AtomicU64,
+    /// Of those, messages called from their client's connection task (the lane was idle).
+    pub direct_calls: AtomicU64,
     /// Its traps.
     pub traps: AtomicU64,
     /// Bytes of linear memory of its current instance (0 while it has none).
@@ -108,7 +114,9 @@ impl Lane {
     pub(crate) fn new(mailbox: Mailbox) -> Self {
         Self {
             mailbox,
+            serving: Arc::default(),
             events_handled: AtomicU64::new(0),
+            direct_calls: AtomicU64::new(0),
             traps: AtomicU64::new(0),
             memory_bytes: Arc::new(AtomicU64::new(0)),
         }
@@ -175,7 +183,12 @@ impl PluginShared {
 
     /// The queue of `client`'s instance.
     pub(crate) fn mailbox(&self, client: &str) -> &Mailbox {
-        &self.lanes[lane_of(client, self.lanes.len())].mailbox
+        &self.lanes[self.lane(client)].mailbox
+    }
+
+    /// The lane of `client`.
+    pub(crate) fn lane(&self, client: &str) -> usize {
+        lane_of(client, self.lanes.len())
     }
 
     /// Whether events are routed here.
@@ -190,7 +203,7 @@ impl PluginShared {
             Some((a, b)) => (json!(a), json!(b)),
             None => (Value::Null, Value::Null),
         };
-        let (mut queued, mut events, mut traps, mut memory) = (0, 0, 0, 0);
+        let (mut queued, mut events, mut traps, mut memory, mut direct) = (0, 0, 0, 0, 0);
         let instances: Vec<Value> = self
             .lanes
             .iter()
@@ -201,13 +214,16 @@ impl PluginShared {
                     l.events_handled.load(Ordering::Relaxed),
                     l.traps.load(Ordering::Relaxed),
                     l.memory_bytes.load(Ordering::Relaxed),
+                    l.direct_calls.load(Ordering::Relaxed),
                 );
                 events += lane.0;
                 traps += lane.1;
                 memory += lane.2;
+                direct += lane.3;
                 json!({
                     "queued": waiting,
                     "eventsHandled": lane.0,
+                    "directCalls": lane.3,
                     "traps": lane.1,
                     "memoryBytes": lane.2,
                 })
@@ -221,6 +237,7 @@ impl PluginShared {
             "code": version.as_ref().map(|v| v.code.as_str()),
             "world": version.as_ref().map(|v| v.world.as_str()),
             "eventsHandled": events,
+            "directCalls": direct,
             "traps": traps,
             "reloads": self.stats.reloads.load(Ordering::Relaxed),
             "lastError": self.stats.last_error.lock().clone(),

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::actor::{self, Loaded};
+use super::actor::{self, CallMetrics, Loaded};
 use super::bindings::{v0_1, v0_2};
 use super::engine::{CodeSource, code_bytes, version_of};
 use super::entry::{Lane, PluginShared, VersionInfo, now_ms};
@@ -337,6 +337,9 @@ impl PluginHost {
             .and_then(|c| c.instances)
             .unwrap_or(self.gateway.config().plugin.instances)
             .resolve();
+        let label = PluginLabel {
+            plugin: name.to_owned(),
+        };
         let plugin = Arc::new(PluginShared {
             name: name.into(),
             systems: systems.clone(),
@@ -353,9 +356,7 @@ impl PluginHost {
             timers: Timers::default(),
             stats: Default::default(),
             metrics: self.metrics.clone(),
-            label: PluginLabel {
-                plugin: name.to_owned(),
-            },
+            calls: CallMetrics::new(&self.metrics, &label),
             live: AtomicBool::new(false),
         });
         for lane in 0..instances {

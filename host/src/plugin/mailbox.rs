@@ -105,8 +105,6 @@ pub(crate) enum Next {
     Control(Control),
     /// An event.
     Event(Event),
-    /// The wait deadline passed.
-    Timeout,
 }
 
 /// The bounds of one plugin's queue.
@@ -325,24 +323,37 @@ impl Mailbox {
         }
     }
 
-    /// Wait for the next order, or event when `events` is true, until `until` (forever if
-    /// `None`).
-    pub(crate) async fn next(&self, events: bool, until: Option<Instant>) -> Next {
+    /// Wait until an order, or an event when `events` is true, is waiting (true), or until
+    /// `until` passes with none (false; forever if `None`). Takes nothing: the lane's task
+    /// takes under its lock (`actor.rs`).
+    pub(crate) async fn wait(&self, events: bool, until: Option<Instant>) -> bool {
         loop {
-            if let Some(next) = self.try_next(events) {
-                return next;
+            if self.has_next(events) {
+                return true;
             }
             match until {
                 Some(t) => {
                     let sleep = tokio::time::sleep_until(t.into());
                     tokio::select! {
                         () = self.ready.notified() => {}
-                        () = sleep => return self.try_next(events).unwrap_or(Next::Timeout),
+                        () = sleep => return self.has_next(events),
                     }
                 }
                 None => self.ready.notified().await,
             }
         }
+    }
+
+    fn has_next(&self, events: bool) -> bool {
+        let lanes = self.lanes.lock();
+        !lanes.control.is_empty() || (events && !lanes.events.is_empty())
+    }
+
+    /// Nothing waits: no order, no event. A message may then be handled at once by the
+    /// caller (`actor::try_direct`) without overtaking anything.
+    pub(crate) fn is_idle(&self) -> bool {
+        let lanes = self.lanes.lock();
+        lanes.control.is_empty() && lanes.events.is_empty()
     }
 
     /// The next order, or event when `events` is true, if one is waiting.
@@ -508,15 +519,23 @@ mod tests {
     #[tokio::test]
     async fn control_overtakes_and_events_can_be_held_back() {
         let mb = Mailbox::new(bounds(4, 1 << 20, 4));
+        assert!(mb.is_idle());
         push(&mb, "1", 1);
+        assert!(!mb.is_idle(), "an event waits");
         mb.control(Control::Stop);
+        assert!(mb.wait(true, None).await);
         assert!(matches!(
-            mb.next(true, None).await,
-            Next::Control(Control::Stop)
+            mb.try_next(true),
+            Some(Next::Control(Control::Stop))
         ));
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(matches!(mb.next(false, Some(soon)).await, Next::Timeout));
+        assert!(
+            !mb.wait(false, Some(soon)).await,
+            "events held back: timeout"
+        );
+        assert!(!mb.is_idle());
         assert_eq!(take(&mb).as_deref(), Some("1"));
+        assert!(mb.is_idle());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,10 +547,8 @@ mod tests {
             push(&producer, "7", 1);
         });
         let deadline = Instant::now() + Duration::from_secs(5);
-        assert!(matches!(
-            mb.next(true, Some(deadline)).await,
-            Next::Event(Event::Message { client, .. }) if client == "7"
-        ));
+        assert!(mb.wait(true, Some(deadline)).await);
+        assert_eq!(take(&mb).as_deref(), Some("7"));
         assert!(t.join().is_ok());
     }
 

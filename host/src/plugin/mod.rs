@@ -404,7 +404,12 @@ impl EventSink for Sink {
         let Some((_, plugin, system)) = self.route(system) else {
             return Taken::NoPlugin;
         };
-        match plugin.mailbox(client).push_message(system, client, msg) {
+        let lane = plugin.lane(client);
+        let msg = match actor::try_direct(&plugin, lane, system.clone(), client, msg) {
+            Ok(call) => return Taken::Call(Box::pin(call)),
+            Err(msg) => msg,
+        };
+        match plugin.lanes[lane].mailbox.push_message(system, client, msg) {
             Admission::Queued => Taken::Queued,
             Admission::Hold => {
                 let client = client.to_owned();
