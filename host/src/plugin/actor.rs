@@ -190,12 +190,22 @@ fn is_runtime_frame(name: &str) -> bool {
 /// Arm the deadline of the call about to start: a budget of epoch ticks, one spent at each tick
 /// the guest is found running (see [`on_tick`]).
 pub(crate) fn arm(store: &mut Store<HostState>, timeout: Duration) {
-    store.data_mut().ticks_left = deadline_ticks(timeout);
+    let data = store.data_mut();
+    data.ticks_left = deadline_ticks(timeout);
+    data.ticks_seen = 0;
     store.set_epoch_deadline(1);
 }
 
 /// At an epoch tick while the guest runs: spend one tick of its budget; trap when none is
-/// left, otherwise let the runtime run other tasks and continue.
+/// left. From the second tick of a call on (it has run for at least one tick, 5 ms), let the
+/// runtime run other tasks before it continues.
+///
+/// Why not yield at the first tick: that tick comes at any moment of the call, after 5 ms or
+/// after 5 us. A call yielding in its first microseconds went to the back of the worker's
+/// queue holding its instance, and every other client of that instance had to queue behind it
+/// instead of being called directly: in the echo benchmark (1000 clients, one core) only 38 %
+/// of the calls were direct, and the queue held up to ~860 events. A guest still never holds a
+/// worker for more than two ticks (10 ms) without yielding.
 ///
 /// Why ticks and not the wall clock: a guest is only found at a tick while it runs wasm code, and
 /// a suspension (a host call waiting for the key-value turn another instance holds, or the wait
@@ -203,10 +213,14 @@ pub(crate) fn arm(store: &mut Store<HostState>, timeout: Duration) {
 /// pooled plugin's call that waited for the turn behind another instance's long handler trapped
 /// as "deadline exceeded" without having run for its deadline (`plugin_pool.rs`).
 fn on_tick(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
-    let left = &mut store.data_mut().ticks_left;
-    *left = left.saturating_sub(1);
-    if *left == 0 {
+    let data = store.data_mut();
+    data.ticks_left = data.ticks_left.saturating_sub(1);
+    if data.ticks_left == 0 {
         return Ok(UpdateDeadline::Interrupt);
+    }
+    data.ticks_seen = data.ticks_seen.saturating_add(1);
+    if data.ticks_seen < 2 {
+        return Ok(UpdateDeadline::Continue(1));
     }
     Ok(UpdateDeadline::YieldCustom(
         1,

@@ -177,6 +177,8 @@ pub(crate) struct HostState {
     pub kv_held: Option<KvHeld>,
     /// Epoch ticks the call in progress may still run before it is cut (see `actor.rs`).
     pub ticks_left: u64,
+    /// Epoch ticks the call in progress was found running at (it yields from the second on).
+    pub ticks_seen: u32,
     /// While `init` of an instance not serving yet runs: the timers it set, held until the
     /// instance serves (see `timers.rs`).
     pub held_timers: Option<Vec<u64>>,
@@ -229,6 +231,7 @@ impl HostState {
             lane,
             kv_held: None,
             ticks_left: 0,
+            ticks_seen: 0,
             held_timers: None,
         }
     }
