@@ -123,7 +123,8 @@ pub struct PluginHost {
     /// Loaded plugins by name (sorted for the API).
     plugins: RwLock<BTreeMap<String, Arc<PluginShared>>>,
     /// Which plugin serves each system: the hot path of every client event.
-    routes: RwLock<HashMap<String, Arc<PluginShared>>>,
+    /// Read on every client message. foldhash: system names come from the operator.
+    routes: RwLock<HashMap<String, Arc<PluginShared>, foldhash::fast::RandomState>>,
     /// One load at a time per plugin, in arrival order.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Recently compiled versions by blake3 hash, so swapping back costs no compilation.
@@ -189,7 +190,7 @@ impl PluginHost {
             kv_changed: Arc::new(tokio::sync::Notify::new()),
             limits,
             plugins: RwLock::new(BTreeMap::new()),
-            routes: RwLock::new(HashMap::new()),
+            routes: RwLock::new(HashMap::default()),
             turns: Mutex::new(HashMap::new()),
             recent: Mutex::new(VecDeque::new()),
             watcher: Mutex::new(None),
