@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
@@ -139,6 +140,14 @@ struct Shared {
     /// Cancelled to make the connection task close the socket. A child of the gateway's root
     /// token, so shutdown reaches every client.
     cancel: CancellationToken,
+    /// Set when a close is asked through this queue ([`Outbound::close_for`]) or the connection
+    /// task starts closing ([`OutboundRx::shut`]). Every push reads this flag, beside the
+    /// queue's lock, instead of the token: the token's state sits behind a mutex in a separate
+    /// allocation per connection, a cache miss per push under load (0.3 us of the 11.2 us of
+    /// server CPU per plugin echo reply, perf, 1000 clients). A shutdown cancels the token from
+    /// the root without setting it: until the connection task notices and shuts, pushes are
+    /// still queued, and go with the connection.
+    closing: AtomicBool,
 }
 
 /// The sending side of a client's queue. Cheap to clone.
@@ -206,6 +215,7 @@ pub fn channel(
         max_bytes,
         close: Mutex::new(None),
         cancel,
+        closing: AtomicBool::new(false),
     });
     (
         Outbound {
@@ -237,7 +247,7 @@ impl Outbound {
     /// 10k clients pinned to one core: first delivery 12.1 → 0.79 ms, last 128 → 94.5 ms,
     /// medians of 5 runs; BENCHMARKS.md).
     pub fn push_prepared(&self, p: &Prepared) -> Result<(), QueueError> {
-        if self.shared.cancel.is_cancelled() {
+        if self.shared.closing.load(Ordering::Acquire) {
             return Err(QueueError::Closed);
         }
         let size = p.msg.len();
@@ -298,6 +308,7 @@ impl Outbound {
                 *close = Some(cause);
             }
         }
+        self.shared.closing.store(true, Ordering::Release);
         self.shared.cancel.cancel();
     }
 
@@ -420,7 +431,7 @@ impl OutboundRx {
         if q.writer == Writer::Task
             && q.socket.is_some()
             && q.messages.is_empty()
-            && !self.shared.cancel.is_cancelled()
+            && !self.shared.closing.load(Ordering::Acquire)
         {
             q.writer = Writer::Open;
         }
@@ -428,6 +439,7 @@ impl OutboundRx {
 
     /// The connection is closing: from now on only this task writes to the socket.
     pub fn shut(&self) {
+        self.shared.closing.store(true, Ordering::Release);
         let mut q = self.shared.queue.lock();
         q.writer = Writer::Shut;
         q.socket = None;
@@ -472,6 +484,22 @@ mod tests {
         rx.ready().await;
         assert_eq!(rx.try_recv(), Some(Message::text("a")));
         assert_eq!(tx.push(Message::text("d")), Err(QueueError::Closed));
+    }
+
+    #[test]
+    fn pushes_are_refused_once_the_connection_closes() {
+        // Told to close through its queue.
+        let (tx, _rx) = channel(8, 1 << 20, CancellationToken::new());
+        tx.close(CloseCode::POLICY, "bye");
+        assert_eq!(tx.push(Message::text("a")), Err(QueueError::Closed));
+        // A shutdown (the root token) reaches the connection task, which shuts the queue.
+        let root = CancellationToken::new();
+        let (tx, rx) = channel(8, 1 << 20, root.child_token());
+        root.cancel();
+        assert!(tx.is_closing());
+        assert_eq!(rx.close_cause(), CloseCause::Shutdown);
+        rx.shut();
+        assert_eq!(tx.push(Message::text("b")), Err(QueueError::Closed));
     }
 
     #[tokio::test]
