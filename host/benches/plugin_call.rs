@@ -24,6 +24,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate::Config;
+use wasmgate::gateway::Taken;
 use wasmgate::server::{self, Server};
 
 /// The workspace root.
@@ -116,9 +117,10 @@ fn benches(c: &mut Criterion) {
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    if let Some(room) = gateway.client_message("bench", &client, Message::text("x"))
-                    {
-                        room.await;
+                    match gateway.client_message("bench", &client, Message::text("x")) {
+                        Taken::Call(call) => call.await,
+                        Taken::Hold(room) => room.await,
+                        _ => {}
                     }
                     black_box(next(&mut rx).await);
                 }

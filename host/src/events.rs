@@ -42,6 +42,7 @@ pub struct ConnectContext {
 pub type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What became of a client's message.
+#[non_exhaustive]
 pub enum Taken {
     /// No plugin serves the system: the message is dropped (the gateway counts it).
     NoPlugin,

@@ -16,6 +16,15 @@ fn direct_calls(entry: &Value) -> u64 {
     entry["directCalls"].as_u64().expect("directCalls")
 }
 
+/// Whether any instance of the plugin is held (a call in flight, or its task taking events).
+fn busy(entry: &Value) -> bool {
+    entry["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .any(|l| l["busy"] == true)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_plugin_is_called_from_the_clients_own_task() {
     let dir = folder();
@@ -23,14 +32,14 @@ async fn an_idle_plugin_is_called_from_the_clients_own_task() {
     let gw = common::TestGateway::start(config(dir.path())).await;
     let mut client = gw.connect("hostcalls").await;
     // The connect went through the queue; the lane's task may still be finishing its turn
-    // (and hold the instance for a moment) when the first reply arrives: let it settle.
+    // (and hold the instance for a moment) when the first reply arrives: wait until it is
+    // idle (it takes the lock again only when woken).
     client.send_text("first").await;
     assert_eq!(client.recv_text().await, "echo:first");
-    wait_plugin(&gw, "hostcalls", "connect and first handled", |p| {
-        p["eventsHandled"] == 2
+    wait_plugin(&gw, "hostcalls", "connect and first handled, idle", |p| {
+        p["eventsHandled"] == 2 && !busy(p)
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let before = direct_calls(&plugin(&gw, "hostcalls").await);
     for n in 0..20 {
         client.send_text(&format!("m{n}")).await;
@@ -71,7 +80,7 @@ async fn a_busy_plugin_queues_and_each_client_keeps_its_order() {
     let before = direct_calls(&plugin(&gw, "hostcalls").await);
     spinner.send_text("spin:300").await;
     // The spin is under way (its call holds the instance) before the burst starts.
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    wait_plugin(&gw, "hostcalls", "the spin runs", busy).await;
     let (mut tx, mut rx) = burst.ws.split();
     const BURST: usize = 30;
     for n in 0..BURST {
@@ -90,13 +99,14 @@ async fn a_busy_plugin_queues_and_each_client_keeps_its_order() {
     assert_eq!(replies, expected, "queued behind the spin, in order");
     assert_eq!(spinner.recv_text().await, "spun");
     let queued = plugin(&gw, "hostcalls").await;
+    // The spin itself may have been direct; none of the burst was.
     assert!(
-        direct_calls(&queued) - before < BURST as u64,
+        direct_calls(&queued) - before <= 1,
         "the burst found the instance busy and waited in its queue: {queued}"
     );
     // Idle again (once the lane's task has finished its turn): the next messages are direct,
     // and come after the queued ones.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let queued = wait_plugin(&gw, "hostcalls", "idle", |p| !busy(p)).await;
     for n in 0..5 {
         tx.send(Message::text(format!("c{n}"))).await.unwrap();
         loop {
@@ -116,5 +126,41 @@ async fn a_busy_plugin_queues_and_each_client_keeps_its_order() {
         "called directly once idle: {after}"
     );
     assert_eq!(after["traps"], 0, "{after}");
+    gw.stop().await;
+}
+
+/// A direct call that traps drops the instance; the lane's task makes the next one at once
+/// (its memory shows again), not when the next event arrives, and that event is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_trap_in_a_direct_call_the_next_instance_is_made_at_once() {
+    let dir = folder();
+    install(dir.path(), "panicker", PANICKER);
+    let mut config = config(dir.path());
+    config.plugins.insert(
+        "panicker".into(),
+        PluginConfig {
+            instances: Some(Instances::Count(1)),
+            ..Default::default()
+        },
+    );
+    let gw = common::TestGateway::start(config).await;
+    let mut client = gw.connect("panicker").await;
+    wait_plugin(&gw, "panicker", "connect handled, idle", |p| {
+        p["eventsHandled"] == 1 && !busy(p)
+    })
+    .await;
+    client.send_text("panic").await;
+    let entry = wait_plugin(&gw, "panicker", "trapped, then a new instance", |p| {
+        p["traps"] == 1 && p["memoryBytes"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(
+        direct_calls(&entry),
+        1,
+        "the panic was a direct call: {entry}"
+    );
+    assert_eq!(entry["eventsHandled"], 2, "nothing else was sent: {entry}");
+    client.send_text("still there?").await;
+    assert_eq!(client.recv_text().await, "still there?");
     gw.stop().await;
 }

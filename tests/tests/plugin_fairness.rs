@@ -181,7 +181,12 @@ async fn eight_flooders_with_60_kb_frames_starve_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_close_reaches_a_plugin_whose_queue_is_full() {
     let _serial = SERIAL.lock().await;
-    let (gw, _dir) = gateway(|c| c.plugin.queue_capacity = 8).await;
+    // One instance: every leaver's close meets the full queue.
+    let (gw, _dir) = gateway(|c| {
+        c.plugin.queue_capacity = 8;
+        c.plugin.instances = wasmgate::config::Instances::Count(1);
+    })
+    .await;
     let mut watcher = gw.connect("hostcalls").await;
     ok(
         &mut watcher,
@@ -197,7 +202,6 @@ async fn on_close_reaches_a_plugin_whose_queue_is_full() {
     // Clients that keep the queue at its bound: 20 ms per event. One alone would not: each of
     // its events finds the instance idle and is called from its own connection task, which
     // reads nothing meanwhile (direct calls, `actor.rs`); the others' events queue behind it.
-    // Four, so that two share an instance when the plugin runs two.
     let stop = Arc::new(AtomicBool::new(false));
     let mut flooders = Vec::new();
     for _ in 0..4 {

@@ -225,8 +225,10 @@ async fn a_plugin_that_falls_behind_slows_its_client_instead_of_buffering_or_dro
     // Another client's loop: `c`'s events find the instance busy and queue (its own loop would
     // be called from its own connection task, which then reads nothing at all).
     looping.send_text("loop").await;
-    // The loop holds the instance for 1 s from when it reaches the plugin: 200 ms for that.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_plugin(&gw, "looper", "the loop holds the instance", |p| {
+        p["instances"][0]["busy"] == true
+    })
+    .await;
     for i in 0..50 {
         c.send_text(&format!("m{i}")).await;
     }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::OwnedMutexGuard;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktrace};
@@ -125,8 +126,8 @@ pub(crate) struct Serving {
     /// No instantiation before this instant (backoff).
     retry_at: Option<Instant>,
     /// A call is in flight. Still set when the lock is taken again, the call's future was
-    /// dropped half-way (its task was dropped): the instance stopped in the middle of guest
-    /// code and is not used again.
+    /// dropped half-way: the instance stopped in the middle of guest code and is not used
+    /// again (a direct call's [`Direct`] drops it at once).
     calling: bool,
 }
 
@@ -292,9 +293,9 @@ impl Call<'_> {
 
 const KIND_NAMES: [&str; 4] = ["connect", "message", "close", "timer"];
 
-/// Call `client`'s message into its lane from the caller's task, when the lane is idle:
-/// `None` (and the message back) when the event must be queued instead. The future holds the
-/// lane's lock until the call is over and must be run to its end.
+/// Call `client`'s message into its lane from the caller's task, when the lane is idle;
+/// `Err` gives the message back when it must be queued instead. The future holds the lane's
+/// lock until the call is over and must be run to its end.
 pub(crate) fn try_direct(
     plugin: &Arc<PluginShared>,
     lane: usize,
@@ -310,64 +311,114 @@ pub(crate) fn try_direct(
     if !serving.ready() || !plugin.lanes[lane].mailbox.is_idle() {
         return Err(msg);
     }
-    let plugin = plugin.clone();
+    let mut direct = Direct {
+        plugin: plugin.clone(),
+        lane,
+        serving,
+    };
     let client = client.to_owned();
-    plugin.lanes[lane]
-        .direct_calls
-        .fetch_add(1, Ordering::Relaxed);
     Ok(async move {
         let event = Event::Message {
             system,
             client,
             msg,
         };
-        handle(&plugin, lane, &mut serving, event).await;
+        let Direct {
+            plugin,
+            lane,
+            serving,
+        } = &mut direct;
+        handle(plugin, *lane, serving, event).await;
+        let this = &plugin.lanes[*lane];
+        this.direct_calls.fetch_add(1, Ordering::Relaxed);
+        if !serving.ready() {
+            // It trapped: the lane's task makes the next instance now (and arms the timers
+            // its `init` sets), not when the next event arrives.
+            this.mailbox.wake();
+        }
     })
 }
 
+/// A direct call in flight, holding its lane.
+struct Direct {
+    plugin: Arc<PluginShared>,
+    lane: usize,
+    serving: OwnedMutexGuard<Serving>,
+}
+
+impl Drop for Direct {
+    /// Dropped half-way (its task was dropped): the instance stopped in the middle of guest
+    /// code. It is dropped now, with whatever its store held (the key-value turn of a pooled
+    /// plugin), counted as a failure, and the lane's task makes the next one.
+    fn drop(&mut self) {
+        if self.serving.calling {
+            self.serving.calling = false;
+            self.serving.instance = None;
+            failed(
+                &self.plugin,
+                self.lane,
+                &mut self.serving,
+                "a call was dropped half-way (its task ended): instance dropped".to_owned(),
+            );
+            self.plugin.lanes[self.lane].mailbox.wake();
+        }
+    }
+}
+
+/// Clears the lane's instance when its task ends, however it ends: the instance's store holds
+/// the plugin (`HostState`), which holds the lane, so a lane that kept it would never be freed.
+struct ClearOnExit<'a>(&'a PluginShared, usize);
+
+impl Drop for ClearOnExit<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut serving) = self.0.lanes[self.1].serving.try_lock() {
+            serving.instance = None;
+            serving.version = None;
+        }
+    }
+}
+
 /// The task of one lane: it takes the lane's orders and queued events, in order, and
-/// re-instantiates after a trap (with backoff).
+/// re-instantiates after a trap (with backoff). It releases the lane's lock only to wait.
 async fn run(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
     let this = &plugin.lanes[lane];
+    let _clear = ClearOnExit(&plugin, lane);
     let mailbox = &this.mailbox;
+    let mut serving = this.serving.lock().await;
     'serve: loop {
-        let (ready, until) = {
-            let mut serving = this.serving.lock().await;
-            let due = serving.retry_at.is_none_or(|t| Instant::now() >= t);
-            if !serving.ready()
-                && due
-                && let Some(version) = serving.version.clone()
-            {
-                serving.retry_at = None;
-                match instantiate(&engine, &plugin, &version, lane).await {
-                    Ok(mut instance) => {
-                        let held = std::mem::take(&mut instance.held_timers);
-                        plugin.timers.arm(&plugin, &plugin.rt, &held);
-                        serving.instance = Some(Box::new(instance));
-                    }
-                    Err(e) => failed(
-                        &plugin,
-                        lane,
-                        &mut serving,
-                        format!("re-instantiation failed: {e}"),
-                    ),
+        let due = serving.retry_at.is_none_or(|t| Instant::now() >= t);
+        if !serving.ready()
+            && due
+            && let Some(version) = serving.version.clone()
+        {
+            serving.retry_at = None;
+            match instantiate(&engine, &plugin, &version, lane).await {
+                Ok(mut instance) => {
+                    let held = std::mem::take(&mut instance.held_timers);
+                    plugin.timers.arm(&plugin, &plugin.rt, &held);
+                    serving.instance = Some(Box::new(instance));
                 }
+                Err(e) => failed(
+                    &plugin,
+                    lane,
+                    &mut serving,
+                    format!("re-instantiation failed: {e}"),
+                ),
             }
-            let ready = serving.ready();
-            (ready, if ready { None } else { serving.retry_at })
-        };
-        if !mailbox.wait(ready, until).await {
-            continue;
         }
         // Events are taken only under the lock (see `try_direct`).
-        let mut serving = this.serving.lock().await;
         loop {
             let ready = serving.ready();
             let Some(next) = mailbox.try_next(ready) else {
                 break;
             };
             match next {
-                Next::Control(Control::Stop) => break 'serve,
+                Next::Control(Control::Stop) => {
+                    // Under the lock: no direct call may start after the stop.
+                    serving.instance = None;
+                    serving.version = None;
+                    break 'serve;
+                }
                 Next::Control(Control::Swap {
                     loaded,
                     instance,
@@ -382,8 +433,14 @@ async fn run(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
                 Next::Event(event) => handle(&plugin, lane, &mut serving, event).await,
             }
         }
+        let ready = serving.ready();
+        let until = if ready { None } else { serving.retry_at };
+        drop(serving);
+        // Woken by an order, an event, a trap in a direct call, or the end of the backoff.
+        mailbox.wait(ready, until).await;
+        serving = this.serving.lock().await;
     }
-    this.serving.lock().await.instance = None;
+    drop(serving);
     for event in mailbox.drain() {
         if let Event::Connect { reply, .. } = event {
             let _ = reply.send(ConnectVerdict::Accept);

@@ -222,6 +222,9 @@ impl PluginShared {
                 direct += lane.3;
                 json!({
                     "queued": waiting,
+                    // Someone holds the instance: a call in flight, or the lane's task taking
+                    // its queue.
+                    "busy": l.serving.try_lock().is_err(),
                     "eventsHandled": lane.0,
                     "directCalls": lane.3,
                     "traps": lane.1,
