@@ -6,11 +6,8 @@
 mod common;
 mod plugin_support;
 
-use futures_util::{SinkExt, StreamExt};
 use plugin_support::*;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
-use wasmgate::config::{Instances, PluginConfig};
 
 fn direct_calls(entry: &Value) -> u64 {
     entry["directCalls"].as_u64().expect("directCalls")
@@ -66,37 +63,27 @@ async fn a_busy_plugin_queues_and_each_client_keeps_its_order() {
     let dir = folder();
     install(dir.path(), "hostcalls", HOSTCALLS);
     let mut config = config(dir.path());
-    config.plugins.insert(
-        "hostcalls".into(),
-        PluginConfig {
-            instances: Some(Instances::Count(1)),
-            ..Default::default()
-        },
-    );
+    instances(&mut config, "hostcalls", 1);
     config.plugin.call_timeout = std::time::Duration::from_secs(2);
     let gw = common::TestGateway::start(config).await;
     let mut spinner = gw.connect("hostcalls").await;
-    let burst = gw.connect("hostcalls").await;
+    let mut burst = gw.connect("hostcalls").await;
     let before = direct_calls(&plugin(&gw, "hostcalls").await);
     spinner.send_text("spin:300").await;
     // The spin is under way (its call holds the instance) before the burst starts.
     wait_plugin(&gw, "hostcalls", "the spin runs", busy).await;
-    let (mut tx, mut rx) = burst.ws.split();
     const BURST: usize = 30;
     for n in 0..BURST {
-        tx.send(Message::text(format!("b{n}"))).await.unwrap();
+        burst.send_text(&format!("b{n}")).await;
     }
-    let mut replies = Vec::new();
-    while replies.len() < BURST {
-        let msg = tokio::time::timeout(common::WAIT, rx.next())
-            .await
-            .expect("a reply within 5 s");
-        if let Some(Ok(Message::Text(text))) = msg {
-            replies.push(text.to_string());
-        }
+    for n in 0..BURST {
+        let reply = burst.recv_text().await;
+        assert_eq!(
+            reply,
+            format!("echo:b{n}"),
+            "queued behind the spin, in order"
+        );
     }
-    let expected: Vec<String> = (0..BURST).map(|n| format!("echo:b{n}")).collect();
-    assert_eq!(replies, expected, "queued behind the spin, in order");
     assert_eq!(spinner.recv_text().await, "spun");
     let queued = plugin(&gw, "hostcalls").await;
     // The spin itself may have been direct; none of the burst was.
@@ -108,16 +95,8 @@ async fn a_busy_plugin_queues_and_each_client_keeps_its_order() {
     // and come after the queued ones.
     let queued = wait_plugin(&gw, "hostcalls", "idle", |p| !busy(p)).await;
     for n in 0..5 {
-        tx.send(Message::text(format!("c{n}"))).await.unwrap();
-        loop {
-            let msg = tokio::time::timeout(common::WAIT, rx.next())
-                .await
-                .expect("a reply within 5 s");
-            if let Some(Ok(Message::Text(text))) = msg {
-                assert_eq!(text.as_str(), format!("echo:c{n}"));
-                break;
-            }
-        }
+        burst.send_text(&format!("c{n}")).await;
+        assert_eq!(burst.recv_text().await, format!("echo:c{n}"));
     }
     let after = plugin(&gw, "hostcalls").await;
     assert_eq!(
@@ -136,13 +115,7 @@ async fn after_a_trap_in_a_direct_call_the_next_instance_is_made_at_once() {
     let dir = folder();
     install(dir.path(), "panicker", PANICKER);
     let mut config = config(dir.path());
-    config.plugins.insert(
-        "panicker".into(),
-        PluginConfig {
-            instances: Some(Instances::Count(1)),
-            ..Default::default()
-        },
-    );
+    instances(&mut config, "panicker", 1);
     let gw = common::TestGateway::start(config).await;
     let mut client = gw.connect("panicker").await;
     wait_plugin(&gw, "panicker", "connect handled, idle", |p| {

@@ -210,13 +210,7 @@ async fn a_plugin_that_falls_behind_slows_its_client_instead_of_buffering_or_dro
     let mut cfg = config(dir.path());
     cfg.plugin.queue_capacity = 4;
     // One instance, so that both clients below share it.
-    cfg.plugins.insert(
-        "looper".into(),
-        wasmgate::config::PluginConfig {
-            instances: Some(wasmgate::config::Instances::Count(1)),
-            ..Default::default()
-        },
-    );
+    instances(&mut cfg, "looper", 1);
     // The loop holds the instance for a whole second: time for every frame below to arrive.
     cfg.plugin.call_timeout = Duration::from_secs(1);
     let gw = TestGateway::start(cfg).await;

@@ -11,7 +11,6 @@ use futures_util::{SinkExt, StreamExt};
 use plugin_support::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use wasmgate::config::{Instances, PluginConfig};
 
 /// Clients; with FNV-1a of random ids over 2 lanes, all on one lane has odds 2^-19.
 const CLIENTS: usize = 20;
@@ -23,13 +22,7 @@ async fn a_pooled_plugin_spreads_clients_over_its_instances_and_keeps_each_clien
     let dir = folder();
     install(dir.path(), "versioned", VERSIONED_1);
     let mut config = config(dir.path());
-    config.plugins.insert(
-        "versioned".into(),
-        PluginConfig {
-            instances: Some(Instances::Count(2)),
-            ..Default::default()
-        },
-    );
+    instances(&mut config, "versioned", 2);
     let gw = common::TestGateway::start(config).await;
     let mut tasks = Vec::new();
     for _ in 0..CLIENTS {
@@ -88,13 +81,7 @@ async fn waiting_for_the_key_value_turn_does_not_count_against_the_deadline() {
     install(dir.path(), "hostcalls", HOSTCALLS);
     let mut config = config(dir.path());
     config.plugin.call_timeout = std::time::Duration::from_millis(100);
-    config.plugins.insert(
-        "hostcalls".into(),
-        PluginConfig {
-            instances: Some(Instances::Count(2)),
-            ..Default::default()
-        },
-    );
+    instances(&mut config, "hostcalls", 2);
     let gw = common::TestGateway::start(config).await;
     // 12 clients: all on one instance (no waiting at all) has odds 2^-11.
     let mut clients = Vec::new();

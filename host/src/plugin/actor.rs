@@ -125,19 +125,15 @@ pub(crate) struct Serving {
     failures: u32,
     /// No instantiation before this instant (backoff).
     retry_at: Option<Instant>,
-    /// A call is in flight. Still set when the lock is taken again, the call's future was
-    /// dropped half-way: the instance stopped in the middle of guest code and is not used
-    /// again (a direct call's [`Direct`] drops it at once).
+    /// A call is in flight: still set when a direct call's future is dropped half-way, which
+    /// then drops the instance ([`Direct`]). The lane's task needs no such check: when its
+    /// future is dropped, [`ClearOnExit`] drops the instance.
     calling: bool,
 }
 
 impl Serving {
     /// Whether an instance is ready for a call.
-    fn ready(&mut self) -> bool {
-        if self.calling {
-            self.calling = false;
-            self.instance = None;
-        }
+    fn ready(&self) -> bool {
         self.instance.is_some()
     }
 }
@@ -303,7 +299,7 @@ pub(crate) fn try_direct(
     client: &str,
     msg: Message,
 ) -> Result<impl Future<Output = ()> + Send + 'static, Message> {
-    let Ok(mut serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
+    let Ok(serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
         return Err(msg);
     };
     // Under the lock: the lane's task takes events only while it holds it, so an empty queue
@@ -508,9 +504,6 @@ async fn call_guest(
     call: Call<'_>,
 ) -> Option<Result<(), Reject>> {
     let kind = call.kind();
-    if !serving.ready() {
-        return None;
-    }
     let instance = serving.instance.as_mut()?;
     let Instance {
         store, bindings, ..

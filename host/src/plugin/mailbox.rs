@@ -356,8 +356,7 @@ impl Mailbox {
     /// Nothing waits: no order, no event. A message may then be handled at once by the
     /// caller (`actor::try_direct`) without overtaking anything.
     pub(crate) fn is_idle(&self) -> bool {
-        let lanes = self.lanes.lock();
-        lanes.control.is_empty() && lanes.events.is_empty()
+        !self.has_next(true)
     }
 
     /// The next order, or event when `events` is true, if one is waiting.

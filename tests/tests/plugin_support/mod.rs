@@ -114,6 +114,17 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
+/// Run plugin `name` as `n` instances, whatever `WASMGATE_TEST_PLUGIN_INSTANCES` says.
+pub fn instances(config: &mut Config, name: &str, n: usize) {
+    config.plugins.insert(
+        name.into(),
+        wasmgate::config::PluginConfig {
+            instances: Some(wasmgate::config::Instances::Count(n)),
+            ..Default::default()
+        },
+    );
+}
+
 /// `GET /api/plugins`'s list.
 pub async fn plugins(gw: &TestGateway) -> Vec<Value> {
     let (status, body) = gw.get("/api/plugins").await;
