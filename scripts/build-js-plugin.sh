@@ -144,25 +144,19 @@ if (typeof globalThis.TextDecoder === "undefined") {
 EOF
 
 # The entry maps the world's exports onto plugin.js; a handler plugin.js leaves out does nothing.
+# Each export is bound once, when the module is evaluated (at build time, in the snapshot), to
+# the plugin's own function: no wrapper call and no lookup per event. A wrapper that checked
+# `typeof plugin.onMessage` on every call cost 0.1 us per call (criterion `call` group).
 cat >"$WORK/app/__wasmgate_entry.js" <<'EOF'
 import "./__wasmgate_prelude.js";
 import * as plugin from "./plugin.js";
 
-export function wasmgateInit(config) {
-  if (typeof plugin.init === "function") plugin.init(config);
-}
-export function onConnect(client, context) {
-  if (typeof plugin.onConnect === "function") plugin.onConnect(client, context);
-}
-export function onMessage(client, msg) {
-  if (typeof plugin.onMessage === "function") plugin.onMessage(client, msg);
-}
-export function onClose(client, reason) {
-  if (typeof plugin.onClose === "function") plugin.onClose(client, reason);
-}
-export function onTimer(timer) {
-  if (typeof plugin.onTimer === "function") plugin.onTimer(timer);
-}
+const handler = (f) => (typeof f === "function" ? f : () => {});
+export const wasmgateInit = handler(plugin.init);
+export const onConnect = handler(plugin.onConnect);
+export const onMessage = handler(plugin.onMessage);
+export const onClose = handler(plugin.onClose);
+export const onTimer = handler(plugin.onTimer);
 EOF
 
 # 3. Componentize.

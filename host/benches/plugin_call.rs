@@ -4,7 +4,9 @@
 //! `echo:<text>` through one host call (`send-to-client`). Groups:
 //! - `call`: one `on-message` called directly on this thread (no queue, no actor thread),
 //!   including the host call and the frame landing in the client's outbound queue; versus
-//!   `native_send`, the same frame queued by the gateway itself (what the HTTP API does).
+//!   `native_send`, the same frame queued by the gateway itself (what the HTTP API does). The
+//!   same echo written in JavaScript and Python (`bench/plugins/{js,py}-echo`) has a row each
+//!   when their toolchains are installed: the difference to the Rust row is their runtime's.
 //! - `gateway`: a client frame handed to the gateway until the answer is in the client's
 //!   outbound queue: through the plugin (queue, actor thread, guest, host call) versus a native
 //!   send awaited the same way.
@@ -63,6 +65,28 @@ fn guest() -> PathBuf {
     target.join("wasm32-wasip2/release/hostcalls.wasm")
 }
 
+/// The benchmark's echo plugin in `lang` (`js` or `py`: `bench/plugins/<lang>-echo`, the same
+/// handler as the Rust guest's echo), built with `scripts/build-<lang>-plugin.sh` into the
+/// folder `scripts/bench.sh` uses. `None`, said on stderr, when its toolchain is not installed
+/// (`scripts/toolchains.sh all`): the Rust rows still run.
+fn lang_echo(lang: &str) -> Option<PathBuf> {
+    let out = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("bench-plugins")
+        .join(format!("{lang}-echo.wasm"));
+    let status = Command::new(root().join(format!("scripts/build-{lang}-plugin.sh")))
+        .arg(root().join(format!("bench/plugins/{lang}-echo")))
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out),
+        other => {
+            eprintln!("the {lang} echo plugin did not build ({other:?}): its row is left out");
+            None
+        }
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -72,6 +96,15 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(guest(), dir.path().join("bench.wasm")).unwrap();
+    // The same echo in JavaScript and Python: what their runtimes add to a call (issue 11).
+    let langs: Vec<&str> = ["js", "py"]
+        .into_iter()
+        .filter(|lang| {
+            lang_echo(lang).is_some_and(|wasm| {
+                std::fs::copy(wasm, dir.path().join(format!("bench-{lang}.wasm"))).is_ok()
+            })
+        })
+        .collect();
     let mut config = Config {
         plugins_dir: Some(dir.path().to_path_buf()),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -102,6 +135,18 @@ fn benches(c: &mut Criterion) {
             black_box(rx.try_recv().unwrap());
         })
     });
+    for lang in &langs {
+        let system = format!("bench-{lang}");
+        let (client, mut rx) = rt.block_on(gateway.connect(&system, None)).unwrap();
+        let mut direct = rt.block_on(host.direct_instance(&system)).unwrap();
+        group.bench_function(format!("plugin_on_message_{lang}"), |b| {
+            b.iter(|| {
+                rt.block_on(direct.on_message(&client, black_box("x")))
+                    .unwrap();
+                black_box(rx.try_recv().unwrap());
+            })
+        });
+    }
     group.bench_function("native_send", |b| {
         b.iter(|| {
             rt.block_on(gateway.send_to_client("bench", &client, echo.clone()))

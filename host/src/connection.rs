@@ -491,7 +491,7 @@ where
                             Taken::Hold(room) => Some(room),
                             Taken::Queued | Taken::NoPlugin => None,
                         };
-                        if let Some(hold) = throttle.charge(len, room) {
+                        if let Some(hold) = throttle.charge(last_seen, len, room) {
                             Box::pin(throttle.hold(hold, gw, client, &close_requested)).await;
                         }
                     }

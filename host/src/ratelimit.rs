@@ -107,11 +107,14 @@ impl Throttle {
         }
     }
 
-    /// Charge a message of `len` bytes that was just read and handed to the plugin, which
+    /// Charge a message of `len` bytes that was read at `now` and handed to the plugin, which
     /// answered `room` (`Some` when the client reached its share of the plugin's queue).
     /// `Some` when the client must not be read before [`Throttle::hold`] returns.
-    pub fn charge(&mut self, len: usize, room: Option<Room>) -> Option<Hold> {
-        let now = Instant::now();
+    ///
+    /// `now` is the connection's own reading of the clock for the frame (it keeps it for its
+    /// idle timeout): reading the clock again here made this function cost 0.096 us per reply
+    /// of the Rust echo plugin instead of 0.047 (perf, 1000 clients).
+    pub fn charge(&mut self, now: Instant, len: usize, room: Option<Room>) -> Option<Hold> {
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
         self.refilled = now;
         self.messages.refill(elapsed);
@@ -190,24 +193,26 @@ mod tests {
     async fn a_burst_of_one_second_passes_then_the_rate_holds() {
         let mut t = Throttle::new(&limits(10, 0));
         for _ in 0..10 {
-            assert!(t.charge(100, None).is_none());
+            assert!(t.charge(Instant::now(), 100, None).is_none());
         }
-        let hold = t.charge(100, None).expect("the 11th message waits");
+        let hold = t
+            .charge(Instant::now(), 100, None)
+            .expect("the 11th message waits");
         assert_eq!(
             hold.until,
             Some(Instant::now() + Duration::from_millis(100))
         );
         tokio::time::advance(Duration::from_millis(250)).await;
         // 2.5 tokens came back, one was owed.
-        assert!(t.charge(1, None).is_none());
-        assert!(t.charge(1, None).is_some());
+        assert!(t.charge(Instant::now(), 1, None).is_none());
+        assert!(t.charge(Instant::now(), 1, None).is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn bytes_are_charged_after_the_fact() {
         let mut t = Throttle::new(&limits(0, 1000));
-        assert!(t.charge(600, None).is_none());
-        let hold = t.charge(900, None).expect("over the bytes");
+        assert!(t.charge(Instant::now(), 600, None).is_none());
+        let hold = t.charge(Instant::now(), 900, None).expect("over the bytes");
         // 500 bytes of debt at 1000 per second.
         assert_eq!(
             hold.until,
@@ -215,7 +220,7 @@ mod tests {
         );
         let mut unlimited = Throttle::new(&limits(0, 0));
         for _ in 0..10_000 {
-            assert!(unlimited.charge(1 << 20, None).is_none());
+            assert!(unlimited.charge(Instant::now(), 1 << 20, None).is_none());
         }
     }
 
@@ -224,7 +229,9 @@ mod tests {
         let mut t = Throttle::new(&limits(0, 0));
         let gw = gateway(&limits(0, 0)).await;
         let room: Room = Box::pin(tokio::time::sleep(Duration::from_secs(60)));
-        let hold = t.charge(1, Some(room)).expect("held for the plugin");
+        let hold = t
+            .charge(Instant::now(), 1, Some(room))
+            .expect("held for the plugin");
         assert!(hold.until.is_none());
         let close = CancellationToken::new();
         let started = Instant::now();
@@ -242,7 +249,7 @@ mod tests {
         // Sending without pause at twice the rate: held every time, the run grows.
         let mut closed_after = None;
         for _ in 0..200 {
-            if let Some(hold) = t.charge(1, None) {
+            if let Some(hold) = t.charge(Instant::now(), 1, None) {
                 let before = t.run;
                 t.hold(hold, &gw, "c", &close).await;
                 if before.is_some() && t.run.is_none() {
@@ -264,7 +271,7 @@ mod tests {
         .await;
         let mut t = Throttle::new(&limits(10, 0));
         for _ in 0..200 {
-            if let Some(hold) = t.charge(1, None) {
+            if let Some(hold) = t.charge(Instant::now(), 1, None) {
                 t.hold(hold, &gw_never, "c", &close).await;
                 assert!(t.run.is_some(), "never closed");
             }
@@ -275,7 +282,7 @@ mod tests {
         let mut t = Throttle::new(&limits(10, 0));
         for _ in 0..5 {
             for _ in 0..15 {
-                if let Some(hold) = t.charge(1, None) {
+                if let Some(hold) = t.charge(Instant::now(), 1, None) {
                     t.hold(hold, &gw, "c", &close).await;
                     assert!(t.run.is_some(), "never closed");
                 }

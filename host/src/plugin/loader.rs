@@ -323,7 +323,10 @@ impl PluginHost {
             let routes = self.routes.read();
             for s in &systems {
                 if let Some(other) = routes.get(&**s) {
-                    let error = format!("system {s} is already served by plugin {}", other.name);
+                    let error = format!(
+                        "system {s} is already served by plugin {}",
+                        other.plugin.name
+                    );
                     return Err(self.failed(name, None, error));
                 }
             }
@@ -364,8 +367,12 @@ impl PluginHost {
         }
         self.plugins.write().insert(name.to_owned(), plugin.clone());
         let mut routes = self.routes.write();
-        for s in systems {
-            routes.insert(s.to_string(), plugin.clone());
+        for system in systems {
+            let route = super::Route {
+                plugin: plugin.clone(),
+                system: system.clone(),
+            };
+            routes.insert(system.to_string(), route);
         }
         Ok(plugin)
     }
@@ -376,7 +383,9 @@ impl PluginHost {
             return false;
         };
         plugin.live.store(false, Ordering::Release);
-        self.routes.write().retain(|_, p| !Arc::ptr_eq(p, &plugin));
+        self.routes
+            .write()
+            .retain(|_, r| !Arc::ptr_eq(&r.plugin, &plugin));
         plugin.stop();
         // In a cluster its timers go from Redis too: no node would run them (a node that
         // stops keeps its timers there instead, for the node that reaps it).

@@ -124,7 +124,7 @@ pub struct PluginHost {
     plugins: RwLock<BTreeMap<String, Arc<PluginShared>>>,
     /// Which plugin serves each system: the hot path of every client event.
     /// Read on every client message. foldhash: system names come from the operator.
-    routes: RwLock<HashMap<String, Arc<PluginShared>, foldhash::fast::RandomState>>,
+    routes: RwLock<HashMap<String, Route, foldhash::fast::RandomState>>,
     /// One load at a time per plugin, in arrival order.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Recently compiled versions by blake3 hash, so swapping back costs no compilation.
@@ -284,12 +284,12 @@ impl PluginHost {
         json!({ "count": list.len(), "list": list })
     }
 
-    /// The live plugin serving `system`.
-    fn route(&self, system: &str) -> Option<Arc<PluginShared>> {
+    /// The live plugin serving `system`, with the system's shared name.
+    fn route(&self, system: &str) -> Option<Route> {
         self.routes
             .read()
             .get(system)
-            .filter(|p| p.is_live())
+            .filter(|r| r.plugin.is_live())
             .cloned()
     }
 
@@ -327,11 +327,21 @@ struct Sink {
     host: Weak<PluginHost>,
 }
 
+/// A route: the plugin serving a system, and that system's name as the plugin shares it (the
+/// `Arc<str>` every event of the system carries), so that routing a message finds both in one
+/// map lookup. Looking the name up in `plugin.systems` on every message cost ~0.05 us per
+/// reply of the Rust echo plugin (perf, 1000 clients: `Sink::route` 0.10 -> 0.07 us, `memcmp`
+/// 0.125 -> 0.10 us, of ~10 us).
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) plugin: Arc<PluginShared>,
+    pub(crate) system: Arc<str>,
+}
+
 impl Sink {
     fn route(&self, system: &str) -> Option<(Arc<PluginHost>, Arc<PluginShared>, Arc<str>)> {
         let host = self.host.upgrade()?;
-        let plugin = host.route(system)?;
-        let system = plugin.systems.iter().find(|s| &***s == system)?.clone();
+        let Route { plugin, system } = host.route(system)?;
         Some((host, plugin, system))
     }
 }
