@@ -259,9 +259,8 @@ mod tests {
         let (server, _) = listener.accept().await.expect("accept");
         let tcp = Arc::new(server);
         let mut io = DirectIo::new(tcp.clone(), Bytes::new(), 1024);
-        let read_ready = || {
-            std::future::poll_fn(|cx| Poll::Ready(tcp.poll_read_ready(cx).is_ready()))
-        };
+        let read_ready =
+            || std::future::poll_fn(|cx| Poll::Ready(tcp.poll_read_ready(cx).is_ready()));
         for (round, size) in [(1u8, 2048), (2, 16), (3, 2048)] {
             let frame = [round; 5];
             client.write_all(&frame).await.expect("write");
