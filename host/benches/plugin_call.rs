@@ -68,8 +68,19 @@ fn guest() -> PathBuf {
 /// The benchmark's echo plugin in `lang` (`js` or `py`: `bench/plugins/<lang>-echo`, the same
 /// handler as the Rust guest's echo), built with `scripts/build-<lang>-plugin.sh` into the
 /// folder `scripts/bench.sh` uses. `None`, said on stderr, when its toolchain is not installed
-/// (`scripts/toolchains.sh all`): the Rust rows still run.
+/// (`scripts/toolchains.sh all`; the benchmark installs nothing): the Rust rows still run.
 fn lang_echo(lang: &str) -> Option<PathBuf> {
+    let toolchain = if lang == "py" { "python" } else { lang };
+    let installed = Command::new(root().join("scripts/toolchains.sh"))
+        .args([toolchain, "--check"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!(
+            "no {toolchain} toolchain (scripts/toolchains.sh {toolchain}): its row is left out"
+        );
+        return None;
+    }
     let out = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root().join("target"), PathBuf::from)
         .join("bench-plugins")

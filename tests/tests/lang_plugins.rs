@@ -427,3 +427,40 @@ async fn py_chat_loads_from_the_compile_cache_on_a_second_start() {
     );
     gw.stop().await;
 }
+
+/// A JavaScript plugin's handlers as `plugin.js` exports them: the entry module binds a handler
+/// function once, at build time, but one declared with `export let` and set later (here in
+/// `init`, from nothing) must still be found when it is called; the handlers left out
+/// (`onConnect`, `onClose`, `onTimer`) do nothing. Bound at build time only, `onMessage` stayed
+/// a no-op and this client never got an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_handlers_set_after_the_build_are_called() {
+    let name = "js-late";
+    let wasm = tokio::task::spawn_blocking(move || {
+        let src = tempfile::tempdir().expect("source folder");
+        std::fs::write(
+            src.path().join("plugin.js"),
+            r#"import * as host from "wasmgate:plugin/host@0.2.0";
+export let onMessage;
+export function init(config) {
+  onMessage = (client, msg) => host.sendToClient(client, { tag: "text", val: "late:" + msg.val });
+}
+"#,
+        )
+        .expect("write plugin.js");
+        lang::build_source(Lang::Js, src.path(), name, &lang::build_root())
+    })
+    .await
+    .expect("build task")
+    .unwrap_or_else(|e| panic!("building the plugin: {e}"));
+    let dir = folder();
+    install(dir.path(), name, wasm.to_str().unwrap());
+    let gw = TestGateway::start(plugin_support::config(dir.path())).await;
+    let entry = wait_for(&gw, name, "serves", |p| p["version"].is_string()).await;
+    assert_eq!(entry["lastError"], Value::Null, "{entry}");
+    let mut c = gw.connect(name).await;
+    c.send_text("x").await;
+    assert_eq!(c.recv_text().await, "late:x");
+    c.send_text("y").await;
+    assert_eq!(c.recv_text().await, "late:y");
+}
