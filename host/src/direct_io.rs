@@ -215,16 +215,22 @@ mod tests {
         }
     }
 
-    /// A read smaller than the socket holds leaves the rest in `pending`, in order, and a
-    /// consumed `pending` holds nothing: a quiet connection keeps no read buffer.
-    #[tokio::test]
-    async fn small_reads_get_every_byte_in_order_and_keep_nothing_after() {
+    /// Both ends of a loopback TCP connection: the client's, and the server's as accepted.
+    async fn connected() -> (TcpStream, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
-        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let client = TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
+    /// A read smaller than the socket holds leaves the rest in `pending`, in order, and a
+    /// consumed `pending` holds nothing: a quiet connection keeps no read buffer.
+    #[tokio::test]
+    async fn small_reads_get_every_byte_in_order_and_keep_nothing_after() {
+        let (mut client, server) = connected().await;
         let mut io = DirectIo::new(Arc::new(server), Bytes::from_static(b"ab"), 1024);
         let sent: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
         client.write_all(&sent).await.expect("write");
@@ -251,12 +257,7 @@ mod tests {
     /// buffer, and through the thread's scratch buffer.
     #[tokio::test]
     async fn a_read_that_drains_the_socket_clears_its_readiness() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (mut client, server) = connected().await;
         let tcp = Arc::new(server);
         let mut io = DirectIo::new(tcp.clone(), Bytes::new(), 1024);
         let read_ready =

@@ -428,11 +428,11 @@ async fn py_chat_loads_from_the_compile_cache_on_a_second_start() {
     gw.stop().await;
 }
 
-/// A JavaScript plugin's handlers as `plugin.js` exports them: the entry module binds a handler
-/// function once, at build time, but one declared with `export let` and set later (here in
-/// `init`, from nothing) must still be found when it is called; the handlers left out
-/// (`onConnect`, `onClose`, `onTimer`) do nothing. Bound at build time only, `onMessage` stayed
-/// a no-op and this client never got an answer.
+/// A JavaScript plugin's handlers as `plugin.js` exports them: one declared with `export let`
+/// and set later (here in `init`, from nothing) is called, since the entry module looks each
+/// handler up on every event; the handlers left out (`onConnect`, `onClose`, `onTimer`) do
+/// nothing. Handlers bound once at build time instead (tried: no faster, BENCHMARKS.md) left
+/// `onMessage` a no-op, and this client never got an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_handlers_set_after_the_build_are_called() {
     let name = "js-late";
