@@ -79,8 +79,10 @@ pub struct Metrics {
     /// API latency by operation.
     pub api_latency: Family<OpLabel, Histogram, fn() -> Histogram>,
     /// `messages_out` of each system, looked up once: a send (every plugin reply) must not
-    /// build a label (`String`) to find its counter.
-    out_by_system: dashmap::DashMap<Box<str>, Counter>,
+    /// build a label (`String`) to find its counter. foldhash rather than SipHash, as for the
+    /// connections map: system names are the gateway's own configuration, not chosen by a
+    /// client.
+    out_by_system: dashmap::DashMap<Box<str>, Counter, foldhash::fast::RandomState>,
 }
 
 impl Default for Metrics {
@@ -142,7 +144,7 @@ impl Metrics {
             api_latency.clone(),
         );
         Self {
-            out_by_system: dashmap::DashMap::new(),
+            out_by_system: dashmap::DashMap::default(),
             registry: Mutex::new(registry),
             connections,
             messages_in,

@@ -279,6 +279,7 @@ impl Gateway {
         }
         let cfg = self.config();
         let (out, rx) = outbound::channel(
+            &id,
             cfg.max_queue_messages,
             cfg.max_queue_bytes,
             self.inner.root.child_token(),
@@ -343,9 +344,15 @@ impl Gateway {
     /// share of its plugin's queue). [`Taken::Call`]: the caller makes the plugin call itself,
     /// to its end, before it reads the client again.
     #[must_use = "a held client must not be read until its room resolves, a call must be run"]
-    pub fn client_message(&self, system: &str, client: &str, msg: Message) -> Taken {
+    pub fn client_message(
+        &self,
+        system: &str,
+        client: &str,
+        msg: Message,
+        from: &Outbound,
+    ) -> Taken {
         let taken = match self.inner.events.get() {
-            Some(sink) => sink.message(system, client, msg),
+            Some(sink) => sink.message(system, client, msg, from),
             None => Taken::NoPlugin,
         };
         if let Taken::NoPlugin = taken {

@@ -246,6 +246,37 @@ impl Gateway {
         Ok(self.deliver(system, client, &msg))
     }
 
+    /// [`Gateway::send_to_client`] to a client whose own queue the caller holds: the client
+    /// whose message a plugin is handling, replied to from that call (`from` of
+    /// `EventSink::message`). The queue is the connection's, so no lookup decides where it goes:
+    /// the connections map, its hash of the id and the comparison of the system cost ~0.1 us
+    /// per reply of the Rust echo plugin (perf, 1000 clients, one profiled run: `DashMap::_get`
+    /// 1.15 % and most of `memcmp`'s 0.92 % of the gateway's samples, none in the native echo).
+    /// `None` when that queue is closed (the client is leaving): the caller then sends as to
+    /// anyone, and the registry decides as before. A full queue answers as
+    /// `send_to_client` does: not delivered, counted, the client told to close.
+    pub fn send_to_own(
+        &self,
+        system: &str,
+        own: &Outbound,
+        msg: &Message,
+    ) -> Option<Result<bool, GatewayError>> {
+        if let Err(e) = self.check_size(msg) {
+            return Some(Err(e));
+        }
+        match own.push_prepared(&Prepared::new(msg.clone())) {
+            Ok(()) => {
+                self.count_out(system, 1);
+                Some(Ok(true))
+            }
+            Err(outbound::QueueError::Overflow) => {
+                self.count_overflow(system);
+                Some(Ok(false))
+            }
+            Err(outbound::QueueError::Closed | outbound::QueueError::TooLarge { .. }) => None,
+        }
+    }
+
     /// Send to several clients of `system`; unknown ids are skipped and repeated ids get the
     /// message once. Returns how many got it.
     pub async fn send_to_clients(
@@ -339,5 +370,54 @@ impl Gateway {
         let clients = self.inner.registry.clients_by_uid(system, uid).await?;
         let remote = self.publish_remote(system, clients.iter().map(String::as_str), &msg)?;
         Ok(remote + self.deliver_many(system, &clients, &[], msg).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    async fn gateway(max_queue_messages: usize) -> Gateway {
+        let mut config = crate::Config {
+            max_queue_messages,
+            ..crate::Config::default()
+        };
+        config
+            .systems
+            .insert("app".into(), crate::config::SystemConfig::default());
+        Gateway::new(Arc::new(config)).await
+    }
+
+    fn sent(gw: &Gateway) -> u64 {
+        gw.metrics()
+            .messages_out
+            .get_or_create(&Metrics::system("app"))
+            .get()
+    }
+
+    /// The reply of a plugin to the client whose message it handles: pushed to that client's
+    /// own queue, answered and counted as `send_to_client` answers and counts.
+    #[tokio::test]
+    async fn a_reply_to_the_sender_goes_to_its_own_queue() {
+        let gw = gateway(1).await;
+        let (id, mut rx) = gw.connect("app", None).await.expect("connect");
+        let own = rx.sender();
+        assert_eq!(own.client(), id);
+        let msg = Message::text("hi");
+        assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(true))));
+        assert_eq!(sent(&gw), 1);
+        // The queue holds one message: the next one overflows, as through `send_to_client`.
+        assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(false))));
+        assert_eq!(sent(&gw), 1);
+        assert_eq!(rx.try_recv(), Some(msg.clone()));
+        // Larger than any queue may hold: the error `send_to_client` gives.
+        let huge = Message::binary(vec![0u8; gw.config().max_queue_bytes + 1]);
+        assert!(matches!(gw.send_to_own("app", &own, &huge), Some(Err(_))));
+        // Its connection is gone: the caller sends as to anyone, and the registry decides.
+        drop(rx);
+        assert!(gw.send_to_own("app", &own, &msg).is_none());
+        gw.disconnect("app", &id, 1000, "").await;
+        assert!(gw.send_to_client("app", &id, msg).await.is_err());
     }
 }

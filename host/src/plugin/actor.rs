@@ -42,6 +42,7 @@ use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktra
 
 use crate::domain::close::CloseReason as Reason;
 use crate::gateway::ConnectVerdict;
+use crate::outbound::Outbound;
 
 use super::bindings::{
     CloseReason, Reject, WitConnectContext, WitMessage, WitTimer, from_ws, to_wit_context,
@@ -247,7 +248,7 @@ pub(crate) async fn instantiate(
             return Err(format!("instantiate: {}", describe(&e, timeout, stderr)));
         }
     };
-    store.data_mut().begin_event(system);
+    store.data_mut().begin_event(system, None);
     store.data_mut().held_timers = Some(Vec::new());
     let init = bindings.call_init(&mut store, &plugin.init_config).await;
     store.data_mut().end_event();
@@ -298,6 +299,7 @@ pub(crate) fn try_direct(
     system: Arc<str>,
     client: &str,
     msg: Message,
+    from: &Outbound,
 ) -> Result<impl Future<Output = ()> + Send + 'static, Message> {
     let Ok(serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
         return Err(msg);
@@ -313,11 +315,13 @@ pub(crate) fn try_direct(
         serving,
     };
     let client = client.to_owned();
+    let from = Some(from.clone());
     Ok(async move {
         let event = Event::Message {
             system,
             client,
             msg,
+            from,
         };
         let Direct {
             plugin,
@@ -455,7 +459,7 @@ async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, 
         } => {
             let context = to_wit_context(*context);
             let call = Call::Connect(&client, context);
-            let verdict = match call_guest(plugin, lane, serving, &system, call).await {
+            let verdict = match call_guest(plugin, lane, serving, &system, call, None).await {
                 Some(Err(reject)) => reject_verdict(&plugin.name, reject.code, &reject.reason),
                 Some(Ok(())) | None => ConnectVerdict::Accept,
             };
@@ -465,10 +469,11 @@ async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, 
             system,
             client,
             msg,
+            from,
         } => {
             if let Some(msg) = from_ws(&msg) {
                 let call = Call::Message(&client, msg);
-                call_guest(plugin, lane, serving, &system, call).await;
+                call_guest(plugin, lane, serving, &system, call, from).await;
             }
         }
         Event::Close {
@@ -479,7 +484,7 @@ async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, 
         } => {
             let reason = CloseReason { code, reason };
             let call = Call::Close(&client, reason);
-            call_guest(plugin, lane, serving, &system, call).await;
+            call_guest(plugin, lane, serving, &system, call, None).await;
         }
         Event::Timer { id } => {
             if let Some(fired) = plugin.timers.take(id) {
@@ -488,7 +493,15 @@ async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, 
                     payload: fired.payload,
                     client: fired.client,
                 };
-                call_guest(plugin, lane, serving, &fired.system, Call::Timer(timer)).await;
+                call_guest(
+                    plugin,
+                    lane,
+                    serving,
+                    &fired.system,
+                    Call::Timer(timer),
+                    None,
+                )
+                .await;
             }
         }
     }
@@ -502,13 +515,14 @@ async fn call_guest(
     serving: &mut Serving,
     system: &Arc<str>,
     call: Call<'_>,
+    caller: Option<Outbound>,
 ) -> Option<Result<(), Reject>> {
     let kind = call.kind();
     let instance = serving.instance.as_mut()?;
     let Instance {
         store, bindings, ..
     } = &mut **instance;
-    store.data_mut().begin_event(system.clone());
+    store.data_mut().begin_event(system.clone(), caller);
     arm(store, plugin.limits.call_timeout);
     let ticking = ticking();
     let started = Instant::now();

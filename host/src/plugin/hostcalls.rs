@@ -134,7 +134,14 @@ impl Host for HostState {
     async fn send_to_client(&mut self, client: String, msg: WitMessage) -> R<()> {
         self.charge_send(&msg)?;
         let gw = self.plugin.gateway.clone();
-        gw.send_to_client(&self.system, &client, to_ws(msg))
+        let msg = to_ws(msg);
+        // A reply to the client whose message this is goes to its own queue.
+        if let Some(own) = self.caller.as_ref().filter(|own| own.client() == client)
+            && let Some(sent) = gw.send_to_own(&self.system, own, &msg)
+        {
+            return sent.map(|_queued| ()).map_err(to_wit_error);
+        }
+        gw.send_to_client(&self.system, &client, msg)
             .await
             .map(|_queued| ())
             .map_err(to_wit_error)

@@ -39,6 +39,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::{ConnectContext, ConnectVerdict};
+use crate::outbound::Outbound;
 
 use super::actor::{Instance, Loaded};
 
@@ -63,6 +64,8 @@ pub(crate) enum Event {
         client: String,
         /// What it sent.
         msg: Message,
+        /// The client's own queue, for a reply to it (`Gateway::send_to_own`).
+        from: Option<Outbound>,
     },
     /// `on-close`.
     Close {
@@ -231,7 +234,13 @@ impl Mailbox {
 
     /// Queue a client's message. It is always taken (it was already read); the answer says
     /// whether its client must wait before sending more.
-    pub(crate) fn push_message(&self, system: Arc<str>, client: &str, msg: Message) -> Admission {
+    pub(crate) fn push_message(
+        &self,
+        system: Arc<str>,
+        client: &str,
+        msg: Message,
+        from: Option<Outbound>,
+    ) -> Admission {
         let len = msg.len();
         let b = &self.bounds;
         let mut lanes = self.lanes.lock();
@@ -249,6 +258,7 @@ impl Mailbox {
             system,
             client: client.to_owned(),
             msg,
+            from,
         });
         drop(lanes);
         self.ready.notify_one();
@@ -403,7 +413,7 @@ mod tests {
     }
 
     fn push(mb: &Mailbox, client: &str, len: usize) -> Admission {
-        mb.push_message("s".into(), client, Message::binary(vec![0u8; len]))
+        mb.push_message("s".into(), client, Message::binary(vec![0u8; len]), None)
     }
 
     fn take(mb: &Mailbox) -> Option<String> {

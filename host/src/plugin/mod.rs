@@ -44,6 +44,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::gateway::{ConnectContext, ConnectVerdict, EventSink, Gateway, Taken};
 use crate::metrics::DropLabels;
+use crate::outbound::Outbound;
 
 pub use api::router;
 #[doc(hidden)]
@@ -411,16 +412,19 @@ impl EventSink for Sink {
         Some(rx)
     }
 
-    fn message(&self, system: &str, client: &str, msg: Message) -> Taken {
+    fn message(&self, system: &str, client: &str, msg: Message, from: &Outbound) -> Taken {
         let Some((_, plugin, system)) = self.route(system) else {
             return Taken::NoPlugin;
         };
         let lane = plugin.lane(client);
-        let msg = match actor::try_direct(&plugin, lane, system.clone(), client, msg) {
+        let msg = match actor::try_direct(&plugin, lane, system.clone(), client, msg, from) {
             Ok(call) => return Taken::Call(Box::pin(call)),
             Err(msg) => msg,
         };
-        match plugin.lanes[lane].mailbox.push_message(system, client, msg) {
+        match plugin.lanes[lane]
+            .mailbox
+            .push_message(system, client, msg, Some(from.clone()))
+        {
             Admission::Queued => Taken::Queued,
             Admission::Hold => {
                 let client = client.to_owned();

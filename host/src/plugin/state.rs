@@ -23,6 +23,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::entry::PluginShared;
+use crate::outbound::Outbound;
 
 /// Longest line kept from a guest's stdout/stderr; longer lines are cut.
 const MAX_LINE: usize = 4096;
@@ -165,6 +166,9 @@ pub(crate) struct HostState {
     pub plugin: Arc<PluginShared>,
     /// The system of the event being handled: every host call is scoped to it.
     pub system: Arc<str>,
+    /// For a message event: the queue of the client that sent it, so that a reply to it is
+    /// pushed there without a lookup (`Gateway::send_to_own`). `None` between events.
+    pub caller: Option<Outbound>,
     /// This event's allowances.
     pub budget: Budget,
     /// Log budget, shared with the stdout/stderr streams.
@@ -226,6 +230,7 @@ impl HostState {
             },
             plugin,
             system,
+            caller: None,
             log,
             stdio,
             lane,
@@ -237,8 +242,9 @@ impl HostState {
     }
 
     /// Scope the instance to an event of `system` and refill the budgets.
-    pub(crate) fn begin_event(&mut self, system: Arc<str>) {
+    pub(crate) fn begin_event(&mut self, system: Arc<str>, caller: Option<Outbound>) {
         self.system = system;
+        self.caller = caller;
         self.budget.sends = self.plugin.limits.sends_per_event;
         self.log
             .lines_left
@@ -250,6 +256,7 @@ impl HostState {
     /// Log what stdout/stderr left without a newline, and report refused log lines.
     pub(crate) fn end_event(&mut self) {
         self.kv_held = None;
+        self.caller = None;
         for (buf, stream) in self.stdio.iter().zip(["stdout", "stderr"]) {
             let mut buf = buf.lock();
             if !buf.is_empty() {
