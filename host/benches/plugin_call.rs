@@ -173,7 +173,7 @@ fn benches(c: &mut Criterion) {
             rt.block_on(async {
                 let started = Instant::now();
                 for _ in 0..iters {
-                    match gateway.client_message("bench", &client, Message::text("x")) {
+                    match gateway.client_message("bench", &client, Message::text("x"), &rx) {
                         Taken::Call(call) => call.await,
                         Taken::Hold(room) => room.await,
                         _ => {}

@@ -444,8 +444,6 @@ where
     let mut last_seen = Instant::now();
     let mut last_ping = Instant::now();
     let close_requested = rx.close_requested();
-    // Handed to the plugin calls this task makes: a reply to this client skips the lookup.
-    let own = rx.sender();
     let inbound = gw.inbound_counter(system);
     let mut throttle = Throttle::new(&cfg.limits);
     // One wait for the close order for the whole loop, registered once: made anew in each
@@ -483,7 +481,7 @@ where
                         // Over its rate limits or its share of the plugin's queue, the client
                         // is not read until it may go on (ratelimit.rs); boxed, as it is rare.
                         let len = msg.len();
-                        let room = match gw.client_message(system, client, msg, &own) {
+                        let room = match gw.client_message(system, client, msg, &rx) {
                             // The plugin was idle: the call is made here, to its end (its
                             // reply usually written by it before it returns).
                             Taken::Call(call) => {
@@ -805,7 +803,7 @@ mod tests {
         let gw = Gateway::new(Arc::new(crate::Config::default())).await;
         let (io, _peer) = tokio::io::duplex(64);
         let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-        let (_tx, rx) = crate::outbound::channel("c", 1, 1, CancellationToken::new());
+        let (_tx, rx) = crate::outbound::channel(1, 1, CancellationToken::new());
         let serving = serve(&gw, "s", "c", &mut ws, rx, None);
         let size = std::mem::size_of_val(&serving);
         assert!(size <= 760, "serve future is {size} bytes");

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::outbound::Outbound;
+use crate::outbound::OutboundRx;
 
 /// A plugin's verdict on a new client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +84,9 @@ pub trait EventSink: Send + Sync + 'static {
         client: &str,
         context: Box<ConnectContext>,
     ) -> Option<oneshot::Receiver<ConnectVerdict>>;
-    /// A client sent a message. `from` is the client's own queue: a reply to the sender is
-    /// pushed to it without a lookup (see `Gateway::send_to_own`).
-    fn message(&self, system: &str, client: &str, msg: Message, from: &Outbound) -> Taken;
+    /// A client sent a message. `from` is the client's own queue: a reply to the sender from a
+    /// call made now is pushed to it without a lookup (see `Gateway::send_to_own`).
+    fn message(&self, system: &str, client: &str, msg: Message, from: &OutboundRx) -> Taken;
     /// A client disconnected (it is already out of the registry).
     fn close(&self, system: &str, client: &str, code: u16, reason: &str);
     /// Whether a plugin is configured to serve `system` (such a system cannot be unregistered:

@@ -128,9 +128,6 @@ struct Queue {
 /// State shared by a client's connection task and everyone who sends to it.
 #[derive(Debug)]
 struct Shared {
-    /// The client's id: a plugin's reply to the client whose message it handles is pushed here
-    /// without a lookup, once the id it names is checked against this one.
-    client: Box<str>,
     queue: Mutex<Queue>,
     /// Wakes the connection task when a message arrives.
     ready: Notify,
@@ -201,13 +198,11 @@ const KEEP_CAPACITY: usize = 16;
 
 /// A queue bounded by `max_messages` and `max_bytes`, closed when `cancel` fires.
 pub fn channel(
-    client: &str,
     max_messages: usize,
     max_bytes: usize,
     cancel: CancellationToken,
 ) -> (Outbound, OutboundRx) {
     let shared = Arc::new(Shared {
-        client: client.into(),
         queue: Mutex::new(Queue {
             messages: VecDeque::new(),
             bytes: 0,
@@ -234,11 +229,6 @@ pub fn channel(
 }
 
 impl Outbound {
-    /// The id of the client this queue belongs to.
-    pub fn client(&self) -> &str {
-        &self.shared.client
-    }
-
     /// Queue a message without waiting. On overflow the client is told to close with 1008.
     /// A message larger than the byte bound is refused ([`QueueError::TooLarge`]) and the
     /// client is left alone.
@@ -331,7 +321,7 @@ impl Outbound {
 impl OutboundRx {
     /// A sending side of this queue, for the connection's own use: its task hands it to the
     /// plugin call it makes, so that a reply to the sender skips the connections map.
-    pub fn sender(&self) -> Outbound {
+    pub(crate) fn sender(&self) -> Outbound {
         Outbound {
             shared: self.shared.clone(),
         }
@@ -492,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_in_messages_closes_as_slow_consumer() {
-        let (tx, mut rx) = channel("c", 2, 1 << 20, CancellationToken::new());
+        let (tx, mut rx) = channel(2, 1 << 20, CancellationToken::new());
         tx.push(Message::text("a")).expect("1");
         tx.push(Message::text("b")).expect("2");
         assert_eq!(tx.push(Message::text("c")), Err(QueueError::Overflow));
@@ -507,12 +497,12 @@ mod tests {
     #[test]
     fn pushes_are_refused_once_the_connection_closes() {
         // Told to close through its queue.
-        let (tx, _rx) = channel("c", 8, 1 << 20, CancellationToken::new());
+        let (tx, _rx) = channel(8, 1 << 20, CancellationToken::new());
         tx.close(CloseCode::POLICY, "bye");
         assert_eq!(tx.push(Message::text("a")), Err(QueueError::Closed));
         // A shutdown (the root token) reaches the connection task, which shuts the queue.
         let root = CancellationToken::new();
-        let (tx, rx) = channel("c", 8, 1 << 20, root.child_token());
+        let (tx, rx) = channel(8, 1 << 20, root.child_token());
         root.cancel();
         assert!(tx.is_closing());
         assert_eq!(rx.close_cause(), CloseCause::Shutdown);
@@ -522,7 +512,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_in_bytes_closes_and_a_too_large_message_is_refused() {
-        let (tx, mut rx) = channel("c", 100, 10, CancellationToken::new());
+        let (tx, mut rx) = channel(100, 10, CancellationToken::new());
         assert_eq!(
             tx.push(Message::text("x".repeat(11))),
             Err(QueueError::TooLarge { size: 11, max: 10 })
@@ -539,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_requested_close_keeps_the_first_cause() {
-        let (tx, rx) = channel("c", 1, 1, CancellationToken::new());
+        let (tx, rx) = channel(1, 1, CancellationToken::new());
         tx.close(CloseCode::NORMAL, &"é".repeat(100));
         tx.close_for(CloseCause::SlowConsumer);
         let cause = rx.close_cause();
@@ -550,7 +540,7 @@ mod tests {
 
     #[test]
     fn a_big_message_is_handed_out_in_fragments_of_the_shared_payload() {
-        let (tx, mut rx) = channel("c", 10, 1 << 20, CancellationToken::new());
+        let (tx, mut rx) = channel(10, 1 << 20, CancellationToken::new());
         let text = "é".repeat(FRAGMENT_BYTES); // 2 fragments, cut inside a character
         tx.push(Message::text(text.clone())).expect("queued");
         tx.push(Message::text("next")).expect("queued");
@@ -579,7 +569,7 @@ mod tests {
     #[test]
     fn shutdown_is_the_cause_when_none_was_set() {
         let root = CancellationToken::new();
-        let (tx, rx) = channel("c", 1, 1, root.child_token());
+        let (tx, rx) = channel(1, 1, root.child_token());
         root.cancel();
         assert!(tx.is_closing());
         assert_eq!(rx.close_cause(), CloseCause::Shutdown);

@@ -279,7 +279,6 @@ impl Gateway {
         }
         let cfg = self.config();
         let (out, rx) = outbound::channel(
-            &id,
             cfg.max_queue_messages,
             cfg.max_queue_bytes,
             self.inner.root.child_token(),
@@ -349,7 +348,7 @@ impl Gateway {
         system: &str,
         client: &str,
         msg: Message,
-        from: &Outbound,
+        from: &OutboundRx,
     ) -> Taken {
         let taken = match self.inner.events.get() {
             Some(sink) => sink.message(system, client, msg, from),

@@ -247,15 +247,14 @@ impl Gateway {
     }
 
     /// [`Gateway::send_to_client`] to a client whose own queue the caller holds: the client
-    /// whose message a plugin is handling, replied to from that call (`from` of
-    /// `EventSink::message`). The queue is the connection's, so no lookup decides where it goes:
-    /// the connections map, its hash of the id and the comparison of the system cost ~0.1 us
-    /// per reply of the Rust echo plugin (perf, 1000 clients, one profiled run: `DashMap::_get`
-    /// 1.15 % and most of `memcmp`'s 0.92 % of the gateway's samples, none in the native echo).
-    /// `None` when that queue is closed (the client is leaving): the caller then sends as to
-    /// anyone, and the registry decides as before. A full queue answers as
-    /// `send_to_client` does: not delivered, counted, the client told to close.
-    pub fn send_to_own(
+    /// whose message a plugin is handling, replied to from the call its connection task makes
+    /// (`from` of `EventSink::message`, `plugin::state::Caller`). The queue is the
+    /// connection's, so no lookup decides where it goes. `None` when that queue is closed (the
+    /// client is leaving): the caller then sends as to anyone, and the registry decides as
+    /// before. A full queue: not delivered, counted, the client told to close, as through
+    /// `send_to_client`, except that no registry is asked whether the client exists (in a
+    /// cluster, `send_to_client` asked Redis after an overflow and could answer `unavailable`).
+    pub(crate) fn send_to_own(
         &self,
         system: &str,
         own: &Outbound,
@@ -403,21 +402,41 @@ mod tests {
         let gw = gateway(1).await;
         let (id, mut rx) = gw.connect("app", None).await.expect("connect");
         let own = rx.sender();
-        assert_eq!(own.client(), id);
         let msg = Message::text("hi");
         assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(true))));
-        assert_eq!(sent(&gw), 1);
-        // The queue holds one message: the next one overflows, as through `send_to_client`.
-        assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(false))));
         assert_eq!(sent(&gw), 1);
         assert_eq!(rx.try_recv(), Some(msg.clone()));
         // Larger than any queue may hold: the error `send_to_client` gives.
         let huge = Message::binary(vec![0u8; gw.config().max_queue_bytes + 1]);
         assert!(matches!(gw.send_to_own("app", &own, &huge), Some(Err(_))));
-        // Its connection is gone: the caller sends as to anyone, and the registry decides.
+        assert_eq!(sent(&gw), 1);
+        // The queue holds one message: the third overflows, is counted, and closes the client.
+        assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(true))));
+        assert!(matches!(gw.send_to_own("app", &own, &msg), Some(Ok(false))));
+        assert_eq!(sent(&gw), 2);
+        let overflows = gw
+            .metrics()
+            .queue_overflows
+            .get_or_create(&Metrics::system("app"))
+            .get();
+        assert_eq!(overflows, 1);
+        assert!(own.is_closing());
         drop(rx);
+        gw.disconnect("app", &id, 1000, "").await;
+    }
+
+    /// A client whose connection ended (its task dropped its side of the queue): not pushed
+    /// to; the caller sends as to anyone, and the registry decides (here: unknown client).
+    #[tokio::test]
+    async fn a_reply_to_a_sender_that_left_is_sent_as_to_anyone() {
+        let gw = gateway(8).await;
+        let (id, rx) = gw.connect("app", None).await.expect("connect");
+        let own = rx.sender();
+        drop(rx);
+        let msg = Message::text("hi");
         assert!(gw.send_to_own("app", &own, &msg).is_none());
         gw.disconnect("app", &id, 1000, "").await;
         assert!(gw.send_to_client("app", &id, msg).await.is_err());
+        assert_eq!(sent(&gw), 0);
     }
 }

@@ -42,7 +42,7 @@ use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline, WasmBacktra
 
 use crate::domain::close::CloseReason as Reason;
 use crate::gateway::ConnectVerdict;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, OutboundRx};
 
 use super::bindings::{
     CloseReason, Reject, WitConnectContext, WitMessage, WitTimer, from_ws, to_wit_context,
@@ -248,7 +248,7 @@ pub(crate) async fn instantiate(
             return Err(format!("instantiate: {}", describe(&e, timeout, stderr)));
         }
     };
-    store.data_mut().begin_event(system, None);
+    store.data_mut().begin_event(system);
     store.data_mut().held_timers = Some(Vec::new());
     let init = bindings.call_init(&mut store, &plugin.init_config).await;
     store.data_mut().end_event();
@@ -299,7 +299,7 @@ pub(crate) fn try_direct(
     system: Arc<str>,
     client: &str,
     msg: Message,
-    from: &Outbound,
+    from: &OutboundRx,
 ) -> Result<impl Future<Output = ()> + Send + 'static, Message> {
     let Ok(serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
         return Err(msg);
@@ -315,7 +315,7 @@ pub(crate) fn try_direct(
         serving,
     };
     let client = client.to_owned();
-    let from = Some(from.clone());
+    let from = Some(from.sender());
     Ok(async move {
         let event = Event::Message {
             system,
@@ -522,7 +522,10 @@ async fn call_guest(
     let Instance {
         store, bindings, ..
     } = &mut **instance;
-    store.data_mut().begin_event(system.clone(), caller);
+    store.data_mut().begin_event(system.clone());
+    if let (Some(queue), Call::Message(client, _)) = (caller, &call) {
+        store.data_mut().caller.set(client, queue);
+    }
     arm(store, plugin.limits.call_timeout);
     let ticking = ticking();
     let started = Instant::now();

@@ -64,7 +64,7 @@ impl DirectInstance {
     #[allow(clippy::ptr_arg)]
     pub async fn on_message(&mut self, client: &String, text: &str) -> Result<(), String> {
         let store = &mut self.instance.store;
-        store.data_mut().begin_event(self.system.clone(), None);
+        store.data_mut().begin_event(self.system.clone());
         actor::arm(store, self.call_timeout);
         let _ticking = super::engine::ticking();
         let msg = WitMessage::Text(text.to_owned());

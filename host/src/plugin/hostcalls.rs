@@ -136,7 +136,7 @@ impl Host for HostState {
         let gw = self.plugin.gateway.clone();
         let msg = to_ws(msg);
         // A reply to the client whose message this is goes to its own queue.
-        if let Some(own) = self.caller.as_ref().filter(|own| own.client() == client)
+        if let Some(own) = self.caller.queue_for(&client)
             && let Some(sent) = gw.send_to_own(&self.system, own, &msg)
         {
             return sent.map(|_queued| ()).map_err(to_wit_error);

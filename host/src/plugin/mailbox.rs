@@ -64,7 +64,8 @@ pub(crate) enum Event {
         client: String,
         /// What it sent.
         msg: Message,
-        /// The client's own queue, for a reply to it (`Gateway::send_to_own`).
+        /// The client's own queue, for a reply to it (`Gateway::send_to_own`): only for a call
+        /// made by the client's own task (`actor::try_direct`), which holds it for the call.
         from: Option<Outbound>,
     },
     /// `on-close`.
@@ -234,13 +235,7 @@ impl Mailbox {
 
     /// Queue a client's message. It is always taken (it was already read); the answer says
     /// whether its client must wait before sending more.
-    pub(crate) fn push_message(
-        &self,
-        system: Arc<str>,
-        client: &str,
-        msg: Message,
-        from: Option<Outbound>,
-    ) -> Admission {
+    pub(crate) fn push_message(&self, system: Arc<str>, client: &str, msg: Message) -> Admission {
         let len = msg.len();
         let b = &self.bounds;
         let mut lanes = self.lanes.lock();
@@ -258,7 +253,9 @@ impl Mailbox {
             system,
             client: client.to_owned(),
             msg,
-            from,
+            // Not its queue: a queued event may be handled after its client left, and the
+            // queue would keep what was never sent to it (up to `max_queue_bytes`) until then.
+            from: None,
         });
         drop(lanes);
         self.ready.notify_one();
@@ -413,7 +410,7 @@ mod tests {
     }
 
     fn push(mb: &Mailbox, client: &str, len: usize) -> Admission {
-        mb.push_message("s".into(), client, Message::binary(vec![0u8; len]), None)
+        mb.push_message("s".into(), client, Message::binary(vec![0u8; len]))
     }
 
     fn take(mb: &Mailbox) -> Option<String> {

@@ -44,7 +44,7 @@ use wasmtime::component::{Component, Linker};
 
 use crate::gateway::{ConnectContext, ConnectVerdict, EventSink, Gateway, Taken};
 use crate::metrics::DropLabels;
-use crate::outbound::Outbound;
+use crate::outbound::OutboundRx;
 
 pub use api::router;
 #[doc(hidden)]
@@ -412,7 +412,7 @@ impl EventSink for Sink {
         Some(rx)
     }
 
-    fn message(&self, system: &str, client: &str, msg: Message, from: &Outbound) -> Taken {
+    fn message(&self, system: &str, client: &str, msg: Message, from: &OutboundRx) -> Taken {
         let Some((_, plugin, system)) = self.route(system) else {
             return Taken::NoPlugin;
         };
@@ -421,10 +421,7 @@ impl EventSink for Sink {
             Ok(call) => return Taken::Call(Box::pin(call)),
             Err(msg) => msg,
         };
-        match plugin.lanes[lane]
-            .mailbox
-            .push_message(system, client, msg, Some(from.clone()))
-        {
+        match plugin.lanes[lane].mailbox.push_message(system, client, msg) {
             Admission::Queued => Taken::Queued,
             Admission::Hold => {
                 let client = client.to_owned();
