@@ -80,8 +80,8 @@ pub struct Metrics {
     pub api_latency: Family<OpLabel, Histogram, fn() -> Histogram>,
     /// `messages_out` of each system, looked up once: a send (every plugin reply) must not
     /// build a label (`String`) to find its counter. foldhash rather than SipHash, as for the
-    /// connections map: system names are the gateway's own configuration, not chosen by a
-    /// client.
+    /// connections map: system names are the operator's (the config or the HTTP API), never a
+    /// client's.
     out_by_system: dashmap::DashMap<Box<str>, Counter, foldhash::fast::RandomState>,
 }
 

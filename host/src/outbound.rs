@@ -312,6 +312,11 @@ impl Outbound {
         self.shared.cancel.cancel();
     }
 
+    /// Whether `rx` is this queue's receiving side.
+    pub(crate) fn is_queue_of(&self, rx: &OutboundRx) -> bool {
+        Arc::ptr_eq(&self.shared, &rx.shared)
+    }
+
     /// Whether the connection has been told to close.
     pub fn is_closing(&self) -> bool {
         self.shared.cancel.is_cancelled()

@@ -137,3 +137,46 @@ async fn after_a_trap_in_a_direct_call_the_next_instance_is_made_at_once() {
     assert_eq!(client.recv_text().await, "still there?");
     gw.stop().await;
 }
+
+/// A reply to the sender of a directly called message goes to the queue its connection lent
+/// the call (`plugin::state::Caller`), not through a lookup of the client: here the client is
+/// no longer in the gateway's tables while its queue lives on, so only that queue can deliver
+/// the reply (the lookup answers "unknown client", and a queued message, which carries no
+/// queue, is not answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_the_sender_goes_through_the_queue_its_connection_lent() {
+    use tokio_tungstenite::tungstenite::Message;
+    use wasmgate::gateway::Taken;
+
+    let dir = folder();
+    install(dir.path(), "hostcalls", HOSTCALLS);
+    let mut config = config(dir.path());
+    instances(&mut config, "hostcalls", 1);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let server = wasmgate::server::Server::build(config).await.unwrap();
+    let gw = server.gateway.clone();
+    let (id, mut rx) = gw.connect("hostcalls", None).await.unwrap();
+    gw.disconnect("hostcalls", &id, 1000, "gone").await;
+    // The close goes through the instance's queue: until its lane is idle again a message is
+    // queued, and (carrying no queue) its reply finds no client. Try until one is called
+    // directly.
+    let mut direct = None;
+    for n in 0..200 {
+        let text = format!("m{n}");
+        match gw.client_message("hostcalls", &id, Message::text(text.clone()), &rx) {
+            Taken::Call(call) => {
+                call.await;
+                direct = Some(text);
+                break;
+            }
+            Taken::Queued => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            _ => panic!("the plugin serves this system"),
+        }
+    }
+    let text = direct.expect("an idle instance is called directly");
+    let mut replies = Vec::new();
+    while let Some(m) = rx.try_recv() {
+        replies.push(m);
+    }
+    assert_eq!(replies, vec![Message::text(format!("echo:{text}"))]);
+}

@@ -342,6 +342,9 @@ impl Gateway {
     /// [`Taken::Hold`]: the client must not be read until the [`Room`] resolves (it reached its
     /// share of its plugin's queue). [`Taken::Call`]: the caller makes the plugin call itself,
     /// to its end, before it reads the client again.
+    ///
+    /// `from` must be `client`'s own queue (the one [`Gateway::connect`] returned with its
+    /// id): the plugin's replies to `client` during a direct call are pushed to it unlooked-up.
     #[must_use = "a held client must not be read until its room resolves, a call must be run"]
     pub fn client_message(
         &self,
@@ -350,6 +353,13 @@ impl Gateway {
         msg: Message,
         from: &OutboundRx,
     ) -> Taken {
+        debug_assert!(
+            self.inner
+                .connections
+                .get(client)
+                .is_none_or(|c| c.out.is_queue_of(from)),
+            "client_message: `from` is not {client}'s queue"
+        );
         let taken = match self.inner.events.get() {
             Some(sink) => sink.message(system, client, msg, from),
             None => Taken::NoPlugin,

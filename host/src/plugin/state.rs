@@ -277,6 +277,7 @@ impl HostState {
     /// Scope the instance to an event of `system` and refill the budgets.
     pub(crate) fn begin_event(&mut self, system: Arc<str>) {
         self.system = system;
+        self.caller.clear();
         self.budget.sends = self.plugin.limits.sends_per_event;
         self.log
             .lines_left
