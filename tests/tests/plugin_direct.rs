@@ -152,9 +152,8 @@ async fn a_reply_to_the_sender_goes_through_the_queue_its_connection_lent() {
     install(dir.path(), "hostcalls", HOSTCALLS);
     let mut config = config(dir.path());
     instances(&mut config, "hostcalls", 1);
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    let server = wasmgate::server::Server::build(config).await.unwrap();
-    let gw = server.gateway.clone();
+    let tg = common::TestGateway::start(config).await;
+    let gw = &tg.gateway;
     let (id, mut rx) = gw.connect("hostcalls", None).await.unwrap();
     gw.disconnect("hostcalls", &id, 1000, "gone").await;
     // The close goes through the instance's queue: until its lane is idle again a message is
@@ -179,4 +178,6 @@ async fn a_reply_to_the_sender_goes_through_the_queue_its_connection_lent() {
         replies.push(m);
     }
     assert_eq!(replies, vec![Message::text(format!("echo:{text}"))]);
+    drop(rx);
+    tg.stop().await;
 }

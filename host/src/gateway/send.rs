@@ -25,18 +25,21 @@ impl Gateway {
         if &*conn.system != system {
             return false;
         }
-        self.push_to(system, &conn.out, msg)
+        self.push_to(system, &conn.out, msg).is_ok()
     }
 
-    fn push_to(&self, system: &str, out: &Outbound, msg: &Prepared) -> bool {
-        match out.push_prepared(msg) {
-            Ok(()) => true,
-            Err(outbound::QueueError::Overflow) => {
-                self.count_overflow(system);
-                false
-            }
-            Err(outbound::QueueError::Closed | outbound::QueueError::TooLarge { .. }) => false,
+    /// Push to one queue; an overflow is counted here (the client is told to close).
+    fn push_to(
+        &self,
+        system: &str,
+        out: &Outbound,
+        msg: &Prepared,
+    ) -> Result<(), outbound::QueueError> {
+        let pushed = out.push_prepared(msg);
+        if let Err(outbound::QueueError::Overflow) = pushed {
+            self.count_overflow(system);
         }
+        pushed
     }
 
     /// Refuse a message no queue could take, once per send (the size is the same for every
@@ -144,7 +147,7 @@ impl Gateway {
     fn push_each(&self, system: &str, targets: &[Outbound], msg: &Prepared) -> usize {
         targets
             .iter()
-            .filter(|out| self.push_to(system, out, msg))
+            .filter(|out| self.push_to(system, out, msg).is_ok())
             .count()
     }
 
@@ -263,15 +266,12 @@ impl Gateway {
         if let Err(e) = self.check_size(msg) {
             return Some(Err(e));
         }
-        match own.push_prepared(&Prepared::new(msg.clone())) {
+        match self.push_to(system, own, &Prepared::new(msg.clone())) {
             Ok(()) => {
                 self.count_out(system, 1);
                 Some(Ok(true))
             }
-            Err(outbound::QueueError::Overflow) => {
-                self.count_overflow(system);
-                Some(Ok(false))
-            }
+            Err(outbound::QueueError::Overflow) => Some(Ok(false)),
             Err(outbound::QueueError::Closed | outbound::QueueError::TooLarge { .. }) => None,
         }
     }

@@ -315,20 +315,19 @@ pub(crate) fn try_direct(
         serving,
     };
     let client = client.to_owned();
-    let from = Some(from.sender());
+    let from = from.sender();
     Ok(async move {
         let event = Event::Message {
             system,
             client,
             msg,
-            from,
         };
         let Direct {
             plugin,
             lane,
             serving,
         } = &mut direct;
-        handle(plugin, *lane, serving, event).await;
+        handle(plugin, *lane, serving, event, Some(from)).await;
         let this = &plugin.lanes[*lane];
         this.direct_calls.fetch_add(1, Ordering::Relaxed);
         if !serving.ready() {
@@ -430,7 +429,7 @@ async fn run(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
                     serving.retry_at = None;
                     let _ = reply.send(());
                 }
-                Next::Event(event) => handle(&plugin, lane, &mut serving, event).await,
+                Next::Event(event) => handle(&plugin, lane, &mut serving, event, None).await,
             }
         }
         let ready = serving.ready();
@@ -449,7 +448,17 @@ async fn run(plugin: Arc<PluginShared>, lane: usize, engine: Engine) {
     info!(plugin = %plugin.name, lane, "plugin instance stopped");
 }
 
-async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, event: Event) {
+/// Handle `event` on the lane's instance. `caller`: the queue of the client whose message it
+/// is, lent by its connection task for a direct call (`try_direct`); queued events have none,
+/// since one may be handled after its client left, and holding the queue would keep what was
+/// never sent to that client (up to `max_queue_bytes`) until then.
+async fn handle(
+    plugin: &Arc<PluginShared>,
+    lane: usize,
+    serving: &mut Serving,
+    event: Event,
+    caller: Option<Outbound>,
+) {
     match event {
         Event::Connect {
             system,
@@ -469,11 +478,10 @@ async fn handle(plugin: &Arc<PluginShared>, lane: usize, serving: &mut Serving, 
             system,
             client,
             msg,
-            from,
         } => {
             if let Some(msg) = from_ws(&msg) {
                 let call = Call::Message(&client, msg);
-                call_guest(plugin, lane, serving, &system, call, from).await;
+                call_guest(plugin, lane, serving, &system, call, caller).await;
             }
         }
         Event::Close {

@@ -39,7 +39,6 @@ use tokio::sync::{Notify, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::gateway::{ConnectContext, ConnectVerdict};
-use crate::outbound::Outbound;
 
 use super::actor::{Instance, Loaded};
 
@@ -64,9 +63,6 @@ pub(crate) enum Event {
         client: String,
         /// What it sent.
         msg: Message,
-        /// The client's own queue, for a reply to it (`Gateway::send_to_own`): only for a call
-        /// made by the client's own task (`actor::try_direct`), which holds it for the call.
-        from: Option<Outbound>,
     },
     /// `on-close`.
     Close {
@@ -253,9 +249,6 @@ impl Mailbox {
             system,
             client: client.to_owned(),
             msg,
-            // Not its queue: a queued event may be handled after its client left, and the
-            // queue would keep what was never sent to it (up to `max_queue_bytes`) until then.
-            from: None,
         });
         drop(lanes);
         self.ready.notify_one();
