@@ -8,8 +8,9 @@
 //!   same echo written in JavaScript and Python (`bench/plugins/{js,py}-echo`) has a row each
 //!   when their toolchains are installed: the difference to the Rust row is their runtime's.
 //! - `gateway`: a client frame handed to the gateway until the answer is in the client's
-//!   outbound queue: through the plugin (queue, actor thread, guest, host call) versus a native
-//!   send awaited the same way.
+//!   outbound queue: through the plugin (a direct call, guest, host call) versus a native
+//!   send awaited the same way; and `plugin_echo_socket`, the same through to the client's TCP
+//!   socket, as the reply of an upgraded connection is written.
 //! - `websocket`: a round trip over a real WebSocket on loopback: the plugin's echo versus the
 //!   gateway's own `ping` → `pong`.
 //!
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
 use wasmgate::Config;
 use wasmgate::gateway::Taken;
@@ -194,6 +196,58 @@ fn benches(c: &mut Criterion) {
                         .await
                         .unwrap();
                     black_box(next(&mut rx).await);
+                }
+                started.elapsed()
+            })
+        })
+    });
+    // The same echo to a client whose queue has its TCP socket, as a connection's has once it
+    // is upgraded: the reply is written to the socket by the call (the frame read back here),
+    // which the rows above, with no socket, never do.
+    let (sock_client, sock_rx) = rt.block_on(gateway.connect("bench", None)).unwrap();
+    let mut peer = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server_end, _) = listener.accept().await.unwrap();
+        sock_rx.set_socket(std::sync::Arc::new(server_end));
+        sock_rx.release();
+        peer
+    });
+    // The reply is the echo, written to the socket by the call (queued, nothing would write
+    // it and the benchmark would wait forever).
+    rt.block_on(async {
+        if let Taken::Call(call) =
+            gateway.client_message("bench", &sock_client, Message::text("x"), &sock_rx)
+        {
+            call.await;
+        }
+        let mut frame = [0u8; 8];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut frame))
+            .await
+            .expect("the reply is written to the socket")
+            .unwrap();
+        assert_eq!(&frame, b"\x81\x06echo:x");
+    });
+    group.bench_function("plugin_echo_socket", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut frame = [0u8; 8]; // "echo:x" and its 2-byte header
+                let started = Instant::now();
+                for _ in 0..iters {
+                    match gateway.client_message(
+                        "bench",
+                        &sock_client,
+                        Message::text("x"),
+                        &sock_rx,
+                    ) {
+                        Taken::Call(call) => call.await,
+                        Taken::Hold(room) => room.await,
+                        _ => {}
+                    }
+                    peer.read_exact(&mut frame).await.unwrap();
+                    black_box(&frame);
                 }
                 started.elapsed()
             })

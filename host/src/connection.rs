@@ -453,7 +453,7 @@ where
 
     loop {
         // Every write above completed and was flushed: while nothing is queued, senders may
-        // write to the socket themselves (outbound::Outbound::push_prepared).
+        // write to the socket themselves (outbound::Outbound::push_prepared and push_one).
         rx.release();
         tokio::select! {
             biased;

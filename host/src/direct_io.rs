@@ -1,6 +1,7 @@
 //! The client's TCP socket under its WebSocket stream: shared with the senders that write to
 //! it directly while the connection's queue is empty
-//! ([`crate::outbound::Outbound::push_prepared`]; [`crate::outbound::OutboundRx`] says who may
+//! ([`crate::outbound::Outbound::push_prepared`], [`crate::outbound::Outbound::push_one`];
+//! [`crate::outbound::OutboundRx`] says who may
 //! write when), and read without a buffer of its own while the client is quiet.
 //!
 //! Why reads go through a per-thread buffer: tungstenite's frame codec allocates its read

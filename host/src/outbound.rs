@@ -9,8 +9,11 @@
 //! push holds at most `max_queue_bytes` of payload, shared by every recipient (a `Message`'s
 //! payload is a reference-counted `Bytes`, cloned per queue without copying). Writing it adds
 //! at most one frame's worth per connection while it is being written, given back once the
-//! write completes (see `connection::write_batch`).
+//! write completes (see `connection::write_queued`). A message for one client that is written to
+//! its socket at once ([`Outbound::push_one`]) is encoded into a buffer of the sending thread,
+//! at most one frame ([`FRAGMENT_BYTES`] and its header) per thread, kept for the thread's life.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,19 +74,74 @@ pub struct Prepared {
 impl Prepared {
     /// Encode `msg` once for any number of [`Outbound::push_prepared`].
     pub fn new(msg: Message) -> Self {
-        let wire = match &msg {
-            Message::Text(_) | Message::Binary(_) if msg.len() <= FRAGMENT_BYTES => {
-                let binary = matches!(msg, Message::Binary(_));
-                Some(crate::wire::server_frame(binary, &msg.clone().into_data()))
-            }
-            _ => None,
-        };
+        let wire =
+            one_frame(&msg).map(|(binary, payload)| crate::wire::server_frame(binary, payload));
         Self { msg, wire }
     }
 
     /// The message.
     pub fn message(&self) -> &Message {
         &self.msg
+    }
+}
+
+/// Whether `msg` is written to a socket directly as one frame (a text or binary message up to
+/// [`FRAGMENT_BYTES`]), and its opcode (binary or not) and payload if so.
+fn one_frame(msg: &Message) -> Option<(bool, &[u8])> {
+    let (binary, payload) = match msg {
+        Message::Text(text) => (false, text.as_bytes()),
+        Message::Binary(bytes) => (true, &bytes[..]),
+        _ => return None,
+    };
+    (payload.len() <= FRAGMENT_BYTES).then_some((binary, payload))
+}
+
+thread_local! {
+    /// The frame of a message for one client ([`Outbound::push_one`]), encoded here to be
+    /// written to its socket at once: nothing allocated per message once it has grown. At most
+    /// one frame ([`FRAGMENT_BYTES`] and its header: the encoder reserves exactly) per thread,
+    /// kept for the thread's life.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How a sender may write a message's frame to the socket itself.
+#[derive(Clone, Copy)]
+enum Wire<'a> {
+    /// The frame, encoded once for every recipient ([`Prepared`]).
+    Shared(&'a Bytes),
+    /// Encoded now into this thread's [`SCRATCH`]; what the socket does not take is copied.
+    Scratch { binary: bool, payload: &'a [u8] },
+}
+
+/// What a sender's write of a frame to the socket did.
+enum Wrote {
+    /// The socket took the whole frame.
+    All,
+    /// It took part of it: this is the rest.
+    Part(Bytes),
+    /// It took nothing (it is full, or failed: the connection task finds out).
+    Nothing,
+}
+
+impl Wire<'_> {
+    /// Write the frame to `socket` without waiting.
+    fn write(self, socket: &TcpStream) -> Wrote {
+        match self {
+            Wire::Shared(frame) => match socket.try_write(frame) {
+                Ok(n) if n == frame.len() => Wrote::All,
+                Ok(n) if n > 0 => Wrote::Part(frame.slice(n..)),
+                _ => Wrote::Nothing,
+            },
+            Wire::Scratch { binary, payload } => SCRATCH.with_borrow_mut(|frame| {
+                frame.clear();
+                crate::wire::encode_server_frame(frame, binary, payload);
+                match socket.try_write(frame) {
+                    Ok(n) if n == frame.len() => Wrote::All,
+                    Ok(n) if n > 0 => Wrote::Part(Bytes::copy_from_slice(&frame[n..])),
+                    _ => Wrote::Nothing,
+                }
+            }),
+        }
     }
 }
 
@@ -233,7 +291,7 @@ impl Outbound {
     /// A message larger than the byte bound is refused ([`QueueError::TooLarge`]) and the
     /// client is left alone.
     pub fn push(&self, msg: Message) -> Result<(), QueueError> {
-        self.push_prepared(&Prepared { msg, wire: None })
+        self.offer(&msg, None)
     }
 
     /// Like [`Outbound::push`], for a message encoded once for many clients. When nothing is
@@ -247,31 +305,52 @@ impl Outbound {
     /// 10k clients pinned to one core: first delivery 12.1 → 0.79 ms, last 128 → 94.5 ms,
     /// medians of 5 runs; BENCHMARKS.md).
     pub fn push_prepared(&self, p: &Prepared) -> Result<(), QueueError> {
+        self.offer(&p.msg, p.wire.as_ref().map(Wire::Shared))
+    }
+
+    /// Like [`Outbound::push`], for a message to this client alone (a reply to the client
+    /// whose message a plugin handles, a send to one client): written to the socket right here
+    /// when it may be, like [`Outbound::push_prepared`], its frame encoded into a buffer this
+    /// thread reuses; the message is cloned only when it has to be queued.
+    ///
+    /// Why: a frame encoded for one write was three allocations and their frees (the payload's
+    /// `Bytes` made shared to be cloned, the frame's `Vec`, its `Bytes` header), for nothing
+    /// kept after the write.
+    pub fn push_one(&self, msg: &Message) -> Result<(), QueueError> {
+        self.offer(
+            msg,
+            one_frame(msg).map(|(binary, payload)| Wire::Scratch { binary, payload }),
+        )
+    }
+
+    /// Write `msg`'s frame (`wire`) to the socket when nothing is queued or half written and
+    /// the connection task is not writing; queue whatever the socket did not take. A frame for
+    /// one client is encoded under the queue's lock (the connection task takes it to claim the
+    /// socket or a message): only when it is written at once, never to be queued.
+    fn offer(&self, msg: &Message, wire: Option<Wire<'_>>) -> Result<(), QueueError> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(QueueError::Closed);
         }
-        let size = p.msg.len();
+        let size = msg.len();
         check_size(size, self.shared.max_bytes)?;
         {
             let mut q = self.shared.queue.lock();
             if q.writer == Writer::Open
-                && let (Some(wire), Some(socket)) = (&p.wire, &q.socket)
+                && let (Some(wire), Some(socket)) = (wire, &q.socket)
             {
                 // Held under the queue's lock: no other sender, and not the connection task
                 // (it takes the socket back through this lock), writes meanwhile.
-                match socket.try_write(wire) {
-                    Ok(n) if n == wire.len() => return Ok(()),
-                    Ok(n) if n > 0 => {
-                        q.messages.push_back(Item::Raw(wire.slice(n..)));
-                        q.bytes += wire.len() - n;
+                match wire.write(socket) {
+                    Wrote::All => return Ok(()),
+                    Wrote::Part(rest) => {
+                        q.bytes += rest.len();
+                        q.messages.push_back(Item::Raw(rest));
                         q.writer = Writer::Task;
                         drop(q);
                         self.shared.ready.notify_one();
                         return Ok(());
                     }
-                    // Nothing written (the socket is full, or failed: the connection task
-                    // finds out): queue it.
-                    _ => {}
+                    Wrote::Nothing => {}
                 }
             }
             let full = q.messages.len() >= self.shared.max_messages
@@ -281,7 +360,7 @@ impl Outbound {
                 self.close_for(CloseCause::SlowConsumer);
                 return Err(QueueError::Overflow);
             }
-            q.messages.push_back(Item::Message(p.msg.clone()));
+            q.messages.push_back(Item::Message(msg.clone()));
             q.bytes += size;
             if q.writer == Writer::Open {
                 q.writer = Writer::Task;
@@ -414,7 +493,8 @@ impl OutboundRx {
         }
     }
 
-    /// Let senders write to the socket directly ([`Outbound::push_prepared`]): the client
+    /// Let senders write to the socket directly ([`Outbound::push_prepared`],
+    /// [`Outbound::push_one`]): the client
     /// gets it once this task has written everything it had (call it only with the stream
     /// flushed) and nothing is queued.
     pub fn set_socket(&self, socket: Arc<TcpStream>) {
@@ -484,6 +564,135 @@ impl Drop for OutboundRx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::time::timeout;
+
+    /// Longest a test here waits on a socket: a frame lost or queued by mistake fails the test
+    /// instead of hanging it.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A queue whose senders may write to the gateway's end of a loopback TCP connection with
+    /// send and receive buffers of about `buffer` bytes, and the client's end.
+    async fn open_queue(buffer: u32) -> (Outbound, OutboundRx, TcpStream) {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_send_buffer_size(buffer).expect("send buffer");
+        socket.set_recv_buffer_size(buffer).expect("receive buffer");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let listener = socket.listen(1).expect("listen");
+        let client = tokio::net::TcpSocket::new_v4().expect("socket");
+        client.set_recv_buffer_size(buffer).expect("receive buffer");
+        let client = client
+            .connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (tx, rx) = channel(1 << 20, 1 << 30, CancellationToken::new());
+        rx.set_socket(Arc::new(server));
+        rx.release();
+        (tx, rx, client)
+    }
+
+    /// Read exactly `n` bytes from `client`.
+    async fn read_n(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        timeout(WAIT, client.read_exact(&mut got))
+            .await
+            .expect("the bytes arrive")
+            .expect("read");
+        got
+    }
+
+    /// Nothing queued, nothing half written, and senders may still write.
+    fn nothing_queued(tx: &Outbound) -> bool {
+        let q = tx.shared.queue.lock();
+        q.messages.is_empty() && q.bytes == 0 && q.writer == Writer::Open
+    }
+
+    /// The frame the gateway writes for `msg`.
+    fn frame_of(msg: &Message) -> Bytes {
+        let (binary, payload) = one_frame(msg).expect("one frame");
+        crate::wire::server_frame(binary, payload)
+    }
+
+    /// A message for one client is written to its socket as the frame `server_frame` encodes,
+    /// from the thread's buffer, and a second one after it (the buffer is reused, not appended
+    /// to); nothing is queued.
+    #[tokio::test]
+    async fn a_message_for_one_client_is_written_to_its_socket_whole() {
+        let (tx, _rx, mut client) = open_queue(1 << 20).await;
+        let (a, b) = (Message::text("hello"), Message::binary(vec![7u8; 300]));
+        tx.push_one(&a).expect("a");
+        tx.push_one(&b).expect("b");
+        assert!(nothing_queued(&tx), "both frames went to the socket");
+        let want = [frame_of(&a), frame_of(&b)].concat();
+        assert_eq!(read_n(&mut client, want.len()).await, want);
+    }
+
+    /// When the socket takes only part of a frame, the rest is queued first (its bytes
+    /// counted) and the messages after it behind it: the client gets every frame whole and in
+    /// order, and the queue's byte count comes back to zero.
+    #[tokio::test]
+    async fn the_rest_of_a_frame_the_socket_took_in_part_goes_first() {
+        // Small buffers, so a few frames fill the socket. The kernel may refuse a whole frame
+        // rather than take part of it (then it is queued whole): try another connection.
+        for _ in 0..20 {
+            let (tx, mut rx, mut client) = open_queue(16 * 1024).await;
+            let mut sent = Vec::new();
+            while nothing_queued(&tx) && sent.len() < 10_000 {
+                let i = sent.len();
+                let msg = Message::binary(vec![(i % 251) as u8; FRAGMENT_BYTES - i % 7]);
+                tx.push_one(&msg).expect("written or queued");
+                sent.push(msg);
+            }
+            let Some(rest) = rx.raw_head() else { continue };
+            for i in sent.len()..sent.len() + 3 {
+                let msg = Message::binary(vec![(i % 251) as u8; 100 + i % 7]);
+                tx.push_one(&msg).expect("queued");
+                sent.push(msg);
+            }
+            let queued: usize = sent[sent.len() - 3..].iter().map(Message::len).sum();
+            assert_eq!(tx.shared.queue.lock().bytes, rest.len() + queued);
+            let want: Vec<u8> = sent.iter().flat_map(|m| frame_of(m).to_vec()).collect();
+            let reader = tokio::spawn(async move { read_n(&mut client, want.len()).await == want });
+            // Play the connection task: the rest of the frame, then the queued messages.
+            let socket = rx.shared.queue.lock().socket.clone().expect("socket");
+            let write_all = async {
+                while let Some(raw) = rx.raw_head() {
+                    socket.writable().await.expect("writable");
+                    match socket.try_write(&raw) {
+                        Ok(n) => rx.advance_raw(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                while let Some(msg) = rx.try_recv() {
+                    let frame = frame_of(&msg);
+                    let mut at = 0;
+                    while at < frame.len() {
+                        socket.writable().await.expect("writable");
+                        match socket.try_write(&frame[at..]) {
+                            Ok(n) => at += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("write: {e}"),
+                        }
+                    }
+                }
+            };
+            timeout(WAIT, write_all).await.expect("everything written");
+            assert!(
+                reader.await.expect("reader"),
+                "every frame whole and in order"
+            );
+            assert_eq!(tx.shared.queue.lock().bytes, 0);
+            return;
+        }
+        panic!("no socket took part of a frame in 20 connections");
+    }
 
     #[tokio::test]
     async fn overflow_in_messages_closes_as_slow_consumer() {

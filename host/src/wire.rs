@@ -63,7 +63,26 @@ pub fn notice(message_id: &str, code: i64, client: &str, user_id: &str, extend: 
 /// RFC 6455 §5.2 lays them out: what tungstenite would write for the same message, built once
 /// for every recipient of a broadcast.
 pub fn server_frame(binary: bool, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(payload.len() + 10);
+    // Exactly the frame's size: a `Vec` with spare capacity becomes a `Bytes` through a second
+    // allocation (its shared header), one the size of its contents does not.
+    let mut out = Vec::with_capacity(header_len(payload.len()) + payload.len());
+    encode_server_frame(&mut out, binary, payload);
+    Bytes::from(out)
+}
+
+/// Bytes of a server frame's header (unmasked) for a payload of `len` bytes.
+fn header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        n if n <= usize::from(u16::MAX) => 4,
+        _ => 10,
+    }
+}
+
+/// Append the frame of [`server_frame`] to `out`.
+pub(crate) fn encode_server_frame(out: &mut Vec<u8>, binary: bool, payload: &[u8]) {
+    // Exactly: the outbound queue's per-thread buffer stays the size of the largest frame.
+    out.reserve_exact(header_len(payload.len()) + payload.len());
     out.push(0x80 | if binary { 0x2 } else { 0x1 });
     match payload.len() {
         n @ 0..=125 => out.push(n as u8),
@@ -77,7 +96,6 @@ pub fn server_frame(binary: bool, payload: &[u8]) -> Bytes {
         }
     }
     out.extend_from_slice(payload);
-    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -119,6 +137,10 @@ mod tests {
                 &expected[..],
                 "len {len}"
             );
+            let mut appended = b"before".to_vec();
+            encode_server_frame(&mut appended, binary, &payload);
+            assert_eq!(&appended[6..], &expected[..], "appended, len {len}");
+            assert_eq!(header_len(len) + len, expected.len(), "header of len {len}");
         }
     }
 }

@@ -15,10 +15,19 @@ const FAN_OUT_CHUNK: usize = 1024;
 /// A broadcast to fewer recipients than this is written by the sending task alone.
 const FAN_OUT_SPLIT_MIN: usize = 2 * FAN_OUT_CHUNK;
 
+/// What is pushed into a client's queue.
+#[derive(Clone, Copy)]
+enum Push<'a> {
+    /// A frame encoded once for several recipients ([`Outbound::push_prepared`]).
+    Shared(&'a Prepared),
+    /// A message for one recipient ([`Outbound::push_one`]).
+    One(&'a Message),
+}
+
 impl Gateway {
     /// Queue `msg` to a client of `system` on this node; false when it is not here (or is
     /// closing). Metrics are counted by the callers, once per send rather than per recipient.
-    fn push(&self, system: &str, client: &str, msg: &Prepared) -> bool {
+    fn push(&self, system: &str, client: &str, msg: Push<'_>) -> bool {
         let Some(conn) = self.inner.connections.get(client) else {
             return false;
         };
@@ -33,9 +42,12 @@ impl Gateway {
         &self,
         system: &str,
         out: &Outbound,
-        msg: &Prepared,
+        msg: Push<'_>,
     ) -> Result<(), outbound::QueueError> {
-        let pushed = out.push_prepared(msg);
+        let pushed = match msg {
+            Push::Shared(prepared) => out.push_prepared(prepared),
+            Push::One(msg) => out.push_one(msg),
+        };
         if let Err(outbound::QueueError::Overflow) = pushed {
             self.count_overflow(system);
         }
@@ -58,7 +70,7 @@ impl Gateway {
     }
 
     fn deliver(&self, system: &str, client: &str, msg: &Message) -> bool {
-        let delivered = self.push(system, client, &Prepared::new(msg.clone()));
+        let delivered = self.push(system, client, Push::One(msg));
         self.count_out(system, usize::from(delivered));
         delivered
     }
@@ -77,7 +89,7 @@ impl Gateway {
         let n = clients
             .into_iter()
             .filter(|c| !exclude.contains(c))
-            .filter(|c| self.push(system, c, &msg))
+            .filter(|c| self.push(system, c, Push::Shared(&msg)))
             .count();
         self.count_out(system, n);
         n
@@ -147,7 +159,7 @@ impl Gateway {
     fn push_each(&self, system: &str, targets: &[Outbound], msg: &Prepared) -> usize {
         targets
             .iter()
-            .filter(|out| self.push_to(system, out, msg).is_ok())
+            .filter(|out| self.push_to(system, out, Push::Shared(msg)).is_ok())
             .count()
     }
 
@@ -266,7 +278,7 @@ impl Gateway {
         if let Err(e) = self.check_size(msg) {
             return Some(Err(e));
         }
-        match self.push_to(system, own, &Prepared::new(msg.clone())) {
+        match self.push_to(system, own, Push::One(msg)) {
             Ok(()) => {
                 self.count_out(system, 1);
                 Some(Ok(true))

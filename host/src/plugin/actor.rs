@@ -45,7 +45,7 @@ use crate::gateway::ConnectVerdict;
 use crate::outbound::{Outbound, OutboundRx};
 
 use super::bindings::{
-    CloseReason, Reject, WitConnectContext, WitMessage, WitTimer, from_ws, to_wit_context,
+    CloseReason, Inbound, Reject, WitConnectContext, WitMessage, WitTimer, to_wit_context,
 };
 use super::engine::{CodeSource, deadline_ticks, ticking};
 use super::entry::PluginShared;
@@ -130,6 +130,8 @@ pub(crate) struct Serving {
     /// then drops the instance ([`Direct`]). The lane's task needs no such check: when its
     /// future is dropped, [`ClearOnExit`] drops the instance.
     calling: bool,
+    /// The buffers client frames are handed to the guest in.
+    inbound: Inbound,
 }
 
 impl Serving {
@@ -272,7 +274,7 @@ pub(crate) async fn instantiate(
 /// One call into a guest.
 enum Call<'a> {
     Connect(&'a String, WitConnectContext),
-    Message(&'a String, WitMessage),
+    Message(&'a String, &'a WitMessage),
     Close(&'a String, CloseReason),
     Timer(WitTimer),
 }
@@ -300,7 +302,7 @@ pub(crate) fn try_direct(
     client: &str,
     msg: Message,
     from: &OutboundRx,
-) -> Result<impl Future<Output = ()> + Send + 'static, Message> {
+) -> Result<crate::events::Call, Message> {
     let Ok(serving) = plugin.lanes[lane].serving.clone().try_lock_owned() else {
         return Err(msg);
     };
@@ -316,7 +318,11 @@ pub(crate) fn try_direct(
     };
     let client = client.to_owned();
     let from = from.sender();
-    Ok(async move {
+    // Boxed here, as it is made: the future is as large as the deepest call it makes (the
+    // guest call's, ~1.5 KB), and every move of it by value was a copy of all of it
+    // (callgrind: two per message, 370 instructions, 3 % of the in-process echo with its
+    // socket write).
+    Ok(Box::pin(async move {
         let event = Event::Message {
             system,
             client,
@@ -335,7 +341,7 @@ pub(crate) fn try_direct(
             // its `init` sets), not when the next event arrives.
             this.mailbox.wake();
         }
-    })
+    }))
 }
 
 /// A direct call in flight, holding its lane.
@@ -479,9 +485,10 @@ async fn handle(
             client,
             msg,
         } => {
-            if let Some(msg) = from_ws(&msg) {
-                let call = Call::Message(&client, msg);
+            if let Some(msg) = serving.inbound.fill(&msg) {
+                let call = Call::Message(&client, &msg);
                 call_guest(plugin, lane, serving, &system, call, caller).await;
+                serving.inbound.reuse(msg);
             }
         }
         Event::Close {

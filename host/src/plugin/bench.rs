@@ -71,7 +71,7 @@ impl DirectInstance {
         let result = self
             .instance
             .bindings
-            .call_on_message(&mut self.instance.store, client, msg)
+            .call_on_message(&mut self.instance.store, client, &msg)
             .await;
         self.instance.store.data_mut().end_event();
         result.map_err(|e| describe(&e, self.call_timeout, None))

@@ -46,12 +46,49 @@ pub(crate) fn to_ws(msg: WitMessage) -> WsMessage {
     }
 }
 
-/// A frame a client sent, as the guest receives it; `None` for control frames (never routed).
-pub(crate) fn from_ws(msg: &WsMessage) -> Option<WitMessage> {
-    match msg {
-        WsMessage::Text(text) => Some(WitMessage::Text(text.as_str().to_owned())),
-        WsMessage::Binary(bytes) => Some(WitMessage::Binary(bytes.to_vec())),
-        _ => None,
+/// Largest buffer [`Inbound`] keeps from one message to the next; a larger frame's is freed
+/// after its call, so a lane holds at most this much per kind between messages. Chat and game
+/// messages are well under it, and a rare large frame costs one allocation, as every frame
+/// did before.
+const INBOUND_KEEP: usize = 4096;
+
+/// The buffers a lane copies client frames into for its guest, reused from one message to the
+/// next: once they have grown, handing a frame to the guest allocates nothing (it was a
+/// `String` allocated and freed per message).
+#[derive(Debug, Default)]
+pub(crate) struct Inbound {
+    text: String,
+    binary: Vec<u8>,
+}
+
+impl Inbound {
+    /// A frame a client sent, as the guest receives it, in this lane's buffer; `None` for
+    /// control frames (never routed). Hand it back with [`Inbound::reuse`] after the call.
+    pub(crate) fn fill(&mut self, msg: &WsMessage) -> Option<WitMessage> {
+        match msg {
+            WsMessage::Text(text) => {
+                let mut buf = std::mem::take(&mut self.text);
+                buf.clear();
+                buf.push_str(text.as_str());
+                Some(WitMessage::Text(buf))
+            }
+            WsMessage::Binary(bytes) => {
+                let mut buf = std::mem::take(&mut self.binary);
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                Some(WitMessage::Binary(buf))
+            }
+            _ => None,
+        }
+    }
+
+    /// Keep `msg`'s buffer for the next frame, unless it is over [`INBOUND_KEEP`].
+    pub(crate) fn reuse(&mut self, msg: WitMessage) {
+        match msg {
+            WitMessage::Text(buf) if buf.capacity() <= INBOUND_KEEP => self.text = buf,
+            WitMessage::Binary(buf) if buf.capacity() <= INBOUND_KEEP => self.binary = buf,
+            _ => {}
+        }
     }
 }
 
@@ -119,6 +156,44 @@ pub(crate) fn to_wit_error(err: GatewayError) -> WitError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lane hands every frame to its guest in the same buffer, whatever it held before, and
+    /// does not keep one grown past `INBOUND_KEEP`.
+    #[test]
+    fn frames_reach_the_guest_in_a_reused_buffer() {
+        let mut inbound = Inbound::default();
+        let first = inbound.fill(&WsMessage::text("hello")).expect("text");
+        let WitMessage::Text(buf) = &first else {
+            panic!("{first:?}")
+        };
+        let at = buf.as_ptr();
+        inbound.reuse(first);
+        let second = inbound.fill(&WsMessage::text("hi")).expect("text");
+        let WitMessage::Text(buf) = &second else {
+            panic!("{second:?}")
+        };
+        assert_eq!(
+            (buf.as_str(), buf.as_ptr()),
+            ("hi", at),
+            "same buffer, new contents"
+        );
+        inbound.reuse(second);
+        let bin = inbound
+            .fill(&WsMessage::binary(vec![1, 2]))
+            .expect("binary");
+        assert!(matches!(&bin, WitMessage::Binary(b) if b == &[1, 2]));
+        inbound.reuse(bin);
+        assert!(inbound.fill(&WsMessage::Ping(Default::default())).is_none());
+        let big = inbound
+            .fill(&WsMessage::text("x".repeat(INBOUND_KEEP + 1)))
+            .expect("text");
+        inbound.reuse(big);
+        assert_eq!(
+            inbound.text.capacity(),
+            0,
+            "a big frame's buffer is not kept"
+        );
+    }
 
     /// `Unavailable` is a registry error of no "not found" kind: without its own arm it fell
     /// into `quota-exceeded`, telling a plugin it over-used something when Redis was down.

@@ -133,7 +133,7 @@ impl types::Host for HostState {}
 impl Host for HostState {
     async fn send_to_client(&mut self, client: String, msg: WitMessage) -> R<()> {
         self.charge_send(&msg)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         let msg = to_ws(msg);
         // A reply to the client whose message this is goes to its own queue.
         if let Some(own) = self.caller.queue_for(&client)
@@ -149,7 +149,7 @@ impl Host for HostState {
 
     async fn send_to_clients(&mut self, clients: Vec<String>, msg: WitMessage) -> R<u32> {
         self.charge_send(&msg)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.send_to_clients(&self.system, &clients, to_ws(msg))
             .await
             .map(count)
@@ -164,7 +164,7 @@ impl Host for HostState {
     ) -> R<u32> {
         let group = self.group(group)?;
         self.charge_send(&msg)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.send_to_group(&self.system, &group, to_ws(msg), &exclude)
             .await
             .map(count)
@@ -173,7 +173,7 @@ impl Host for HostState {
 
     async fn send_to_system(&mut self, msg: WitMessage, exclude: Vec<String>) -> R<u32> {
         self.charge_send(&msg)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.send_to_system(&self.system, to_ws(msg), &exclude)
             .await
             .map(count)
@@ -183,7 +183,7 @@ impl Host for HostState {
     async fn send_to_uid(&mut self, uid: String, msg: WitMessage) -> R<u32> {
         let uid = self.uid(uid)?;
         self.charge_send(&msg)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.send_to_uid(&self.system, &uid, to_ws(msg))
             .await
             .map(count)
@@ -192,21 +192,21 @@ impl Host for HostState {
 
     async fn bind_uid(&mut self, client: String, uid: String) -> R<()> {
         let uid = self.uid(uid)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.bind_uid(&self.system, &client, &uid)
             .await
             .map_err(to_wit_error)
     }
 
     async fn unbind_uid(&mut self, client: String) -> R<()> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.unbind_uid(&self.system, &client)
             .await
             .map_err(to_wit_error)
     }
 
     async fn is_uid_online(&mut self, uid: String) -> bool {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .clients_by_uid(&self.system, &uid)
             .await
@@ -214,7 +214,7 @@ impl Host for HostState {
     }
 
     async fn get_client_ids_by_uid(&mut self, uid: String) -> Vec<String> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .clients_by_uid(&self.system, &uid)
             .await
@@ -222,7 +222,7 @@ impl Host for HostState {
     }
 
     async fn get_uid_by_client_id(&mut self, client: String) -> R<Option<String>> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .uid_of(&self.system, &client)
             .await
@@ -230,14 +230,14 @@ impl Host for HostState {
     }
 
     async fn get_all_uid(&mut self) -> Vec<String> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry().uids(&self.system).await.unwrap_or_default()
     }
 
     async fn join_group(&mut self, client: String, group: String, member: WitMember) -> R<()> {
         let group = self.group(group)?;
         let member = self.member(member)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.join_group(&self.system, &client, &group, member)
             .await
             .map_err(to_wit_error)
@@ -245,7 +245,7 @@ impl Host for HostState {
 
     async fn leave_group(&mut self, client: String, group: String) -> R<()> {
         let group = self.group(group)?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.leave_group(&self.system, &client, &group)
             .await
             .map_err(to_wit_error)
@@ -256,7 +256,7 @@ impl Host for HostState {
     }
 
     async fn get_client_ids_by_group(&mut self, group: String) -> Vec<String> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .group_clients(&self.system, &group)
             .await
@@ -264,7 +264,7 @@ impl Host for HostState {
     }
 
     async fn get_uids_by_group(&mut self, group: String) -> Vec<String> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .group_uids(&self.system, &group)
             .await
@@ -276,12 +276,12 @@ impl Host for HostState {
     }
 
     async fn get_all_groups(&mut self) -> Vec<String> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry().groups(&self.system).await.unwrap_or_default()
     }
 
     async fn get_groups_by_client_id(&mut self, client: String) -> R<Vec<String>> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         let mut groups = gw
             .registry()
             .client_groups(&self.system, &client)
@@ -295,7 +295,7 @@ impl Host for HostState {
         let checked = CloseCode::application(code)
             .and_then(|code| Ok((code, CloseReason::parse(&reason)?)))
             .map_err(|e| to_wit_error(e.into()))?;
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.close_client(&self.system, &client, checked.0, &checked.1)
             .await
             .map_err(to_wit_error)
@@ -304,7 +304,7 @@ impl Host for HostState {
     /// The WIT answers a bare bool here, so a registry that cannot answer reads as "not
     /// online" (logged); calls that can fail say `unavailable`.
     async fn is_online(&mut self, client: String) -> bool {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .client_exists(&self.system, &client)
             .await
@@ -315,7 +315,7 @@ impl Host for HostState {
     }
 
     async fn get_all_client_count(&mut self) -> u32 {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .client_count(&self.system)
             .await
@@ -324,7 +324,7 @@ impl Host for HostState {
     }
 
     async fn get_all_client_ids(&mut self) -> R<Vec<String>> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .clients(&self.system)
             .await
@@ -332,7 +332,7 @@ impl Host for HostState {
     }
 
     async fn get_info(&mut self, client: String) -> R<Vec<(String, String)>> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.registry()
             .info(&self.system, &client)
             .await
@@ -341,14 +341,14 @@ impl Host for HostState {
     }
 
     async fn set_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.set_info(&self.system, &client, to_info(info))
             .await
             .map_err(to_wit_error)
     }
 
     async fn update_info(&mut self, client: String, info: Vec<(String, String)>) -> R<()> {
-        let gw = self.plugin.gateway.clone();
+        let gw = &self.plugin.gateway;
         gw.update_info(&self.system, &client, to_info(info))
             .await
             .map_err(to_wit_error)

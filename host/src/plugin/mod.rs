@@ -418,7 +418,7 @@ impl EventSink for Sink {
         };
         let lane = plugin.lane(client);
         let msg = match actor::try_direct(&plugin, lane, system.clone(), client, msg, from) {
-            Ok(call) => return Taken::Call(Box::pin(call)),
+            Ok(call) => return Taken::Call(call),
             Err(msg) => msg,
         };
         match plugin.lanes[lane].mailbox.push_message(system, client, msg) {

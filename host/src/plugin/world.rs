@@ -162,11 +162,11 @@ impl Plugin {
         &self,
         store: &mut Store<HostState>,
         client: &String,
-        msg: WitMessage,
+        msg: &WitMessage,
     ) -> wasmtime::Result<()> {
         match self {
-            Plugin::V0_1(p) => p.call_on_message(store, client, &msg.into()).await,
-            Plugin::V0_2(p) => p.call_on_message(store, client, &msg).await,
+            Plugin::V0_1(p) => p.call_on_message(store, client, &msg.clone().into()).await,
+            Plugin::V0_2(p) => p.call_on_message(store, client, msg).await,
         }
     }
 
