@@ -274,7 +274,7 @@ pub(crate) async fn instantiate(
 /// One call into a guest.
 enum Call<'a> {
     Connect(&'a String, WitConnectContext),
-    Message(&'a String, &'a WitMessage),
+    Message(&'a String, &'a mut WitMessage),
     Close(&'a String, CloseReason),
     Timer(WitTimer),
 }
@@ -485,8 +485,8 @@ async fn handle(
             client,
             msg,
         } => {
-            if let Some(msg) = serving.inbound.fill(&msg) {
-                let call = Call::Message(&client, &msg);
+            if let Some(mut msg) = serving.inbound.fill(&msg) {
+                let call = Call::Message(&client, &mut msg);
                 call_guest(plugin, lane, serving, &system, call, caller).await;
                 serving.inbound.reuse(msg);
             }

@@ -67,11 +67,11 @@ impl DirectInstance {
         store.data_mut().begin_event(self.system.clone());
         actor::arm(store, self.call_timeout);
         let _ticking = super::engine::ticking();
-        let msg = WitMessage::Text(text.to_owned());
+        let mut msg = WitMessage::Text(text.to_owned());
         let result = self
             .instance
             .bindings
-            .call_on_message(&mut self.instance.store, client, &msg)
+            .call_on_message(&mut self.instance.store, client, &mut msg)
             .await;
         self.instance.store.data_mut().end_event();
         result.map_err(|e| describe(&e, self.call_timeout, None))

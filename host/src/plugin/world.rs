@@ -162,10 +162,17 @@ impl Plugin {
         &self,
         store: &mut Store<HostState>,
         client: &String,
-        msg: &WitMessage,
+        msg: &mut WitMessage,
     ) -> wasmtime::Result<()> {
         match self {
-            Plugin::V0_1(p) => p.call_on_message(store, client, &msg.clone().into()).await,
+            Plugin::V0_1(p) => {
+                // Converted by move and back: the lane keeps its buffer (`bindings::Inbound`).
+                let old: v0_1::wasmgate::plugin::types::Message =
+                    std::mem::replace(msg, WitMessage::Text(String::new())).into();
+                let called = p.call_on_message(store, client, &old).await;
+                *msg = old.into();
+                called
+            }
             Plugin::V0_2(p) => p.call_on_message(store, client, msg).await,
         }
     }
