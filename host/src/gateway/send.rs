@@ -275,16 +275,15 @@ impl Gateway {
         own: &Outbound,
         msg: &Message,
     ) -> Option<Result<bool, GatewayError>> {
-        if let Err(e) = self.check_size(msg) {
-            return Some(Err(e));
-        }
+        // The queue applies the size rule `check_size` does: its refusal is the same error.
         match self.push_to(system, own, Push::One(msg)) {
             Ok(()) => {
                 self.count_out(system, 1);
                 Some(Ok(true))
             }
             Err(outbound::QueueError::Overflow) => Some(Ok(false)),
-            Err(outbound::QueueError::Closed | outbound::QueueError::TooLarge { .. }) => None,
+            Err(e @ outbound::QueueError::TooLarge { .. }) => Some(Err(e.into())),
+            Err(outbound::QueueError::Closed) => None,
         }
     }
 

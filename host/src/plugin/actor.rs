@@ -319,9 +319,9 @@ pub(crate) fn try_direct(
     let client = client.to_owned();
     let from = from.sender();
     // Boxed here, as it is made: the future is as large as the deepest call it makes (the
-    // guest call's, ~1.5 KB), and every move of it by value was a copy of all of it
-    // (callgrind: two per message, 370 instructions, 3 % of the in-process echo with its
-    // socket write).
+    // guest call's), and every move of it by value was a copy of all of it (callgrind: two
+    // `memcpy` per message from `Sink::message`, 370 instructions of the 13,191 of the
+    // in-process echo with its socket write).
     Ok(Box::pin(async move {
         let event = Event::Message {
             system,
